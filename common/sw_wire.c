@@ -1,0 +1,445 @@
+/*
+ * sw_wire.c - event batches on the wire.
+ */
+#include "sw_wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scepwatch.pb-c.h"
+
+/* sw_event field -> generated field (protoc-c renames C++ keywords). */
+#define WIRE_FIELDS(X) \
+    X(device, device) X(profile, profile) X(txn, txn) X(thumbprint, thumbprint) \
+    X(serial, serial) X(request_id, request_id) X(subject, subject) \
+    X(template, template_) X(requester, requester) X(detail, detail)
+
+/* ---- a block arena: strings keep their address until reset ---- */
+
+struct block {
+    struct block *next;
+    size_t used, cap;
+    char mem[];
+};
+
+struct arena {
+    struct block *head;
+    size_t total;       /* bytes handed out */
+    size_t limit;       /* 0 = none */
+};
+
+static void *
+arena_get(struct arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (a->limit && n > a->limit - a->total)
+        return NULL;
+    if (!a->head || a->head->cap - a->head->used < n) {
+        size_t cap = n > 60000 ? n : 65536 - sizeof(struct block);
+        struct block *b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->cap = cap;
+        a->head = b;
+    }
+    void *p = a->head->mem + a->head->used;
+    a->head->used += n;
+    a->total += n;
+    return p;
+}
+
+static void
+arena_reset(struct arena *a)
+{
+    struct block *b = a->head;
+    while (b) {
+        struct block *nx = b->next;
+        free(b);
+        b = nx;
+    }
+    a->head = NULL;
+    a->total = 0;
+}
+
+static void *
+pb_alloc(void *ad, size_t n)
+{
+    return arena_get(ad, n);
+}
+
+static void
+pb_free(void *ad, void *p)
+{
+    (void)ad;
+    (void)p;
+}
+
+/* ---- builder ---- */
+
+struct sw_wire_builder {
+    struct arena arena;
+    Scepwatch__Event **events;
+    size_t n, cap;
+    char **files;
+    size_t nfiles, files_cap;
+    char **hosts;       /* unused slot kept for symmetry of reset */
+    size_t bytes;
+};
+
+struct sw_wire_builder *
+sw_wire_builder_new(void)
+{
+    return calloc(1, sizeof(struct sw_wire_builder));
+}
+
+void
+sw_wire_builder_reset(struct sw_wire_builder *b)
+{
+    arena_reset(&b->arena);
+    b->n = 0;
+    b->nfiles = 0;
+    b->bytes = 0;
+}
+
+void
+sw_wire_builder_free(struct sw_wire_builder *b)
+{
+    if (!b)
+        return;
+    arena_reset(&b->arena);
+    free(b->events);
+    free(b->files);
+    free(b);
+}
+
+static char *
+dup_slice(struct sw_wire_builder *b, struct sw_slice s)
+{
+    if (!s.len)
+        return NULL;
+    char *p = arena_get(&b->arena, s.len + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s.ptr, s.len);
+    p[s.len] = '\0';
+    b->bytes += s.len + 2;
+    return p;
+}
+
+static int
+intern_file(struct sw_wire_builder *b, struct sw_slice f, uint32_t *idx)
+{
+    /* files repeat in long runs: check the last one first */
+    for (size_t i = b->nfiles; i-- > 0;)
+        if (strlen(b->files[i]) == f.len && memcmp(b->files[i], f.ptr, f.len) == 0) {
+            *idx = (uint32_t)i;
+            return 0;
+        }
+    if (b->nfiles == b->files_cap) {
+        size_t cap = b->files_cap ? b->files_cap * 2 : 8;
+        char **nf = realloc(b->files, cap * sizeof *nf);
+        if (!nf)
+            return -1;
+        b->files = nf;
+        b->files_cap = cap;
+    }
+    char *s = dup_slice(b, f);
+    if (!s)
+        return -1;
+    b->files[b->nfiles] = s;
+    *idx = (uint32_t)b->nfiles++;
+    return 0;
+}
+
+sw_err
+sw_wire_builder_add(struct sw_wire_builder *b, const struct sw_event *ev)
+{
+    Scepwatch__Event *pe;
+
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        Scepwatch__Event **ne = realloc(b->events, cap * sizeof *ne);
+        if (!ne)
+            return SW_ENOMEM;
+        b->events = ne;
+        b->cap = cap;
+    }
+    pe = arena_get(&b->arena, sizeof *pe);
+    if (!pe)
+        return SW_ENOMEM;
+    scepwatch__event__init(pe);
+    pe->has_source = pe->has_platform = pe->has_ts_us = pe->has_stage = 1;
+    pe->source = (Scepwatch__Source)ev->source;
+    pe->platform = (Scepwatch__Platform)ev->platform;
+    pe->ts_us = ev->ts_us;
+    pe->stage = (Scepwatch__Stage)ev->stage;
+    if (ev->cert != SW_CERT_NONE) {
+        pe->has_cert = 1;
+        pe->cert = (Scepwatch__Cert)ev->cert;
+    }
+#define X(f, pf) if (ev->f.len && !(pe->pf = dup_slice(b, ev->f))) return SW_ENOMEM;
+    WIRE_FIELDS(X)
+#undef X
+    if (ev->file.len) {
+        uint32_t idx;
+        if (intern_file(b, ev->file, &idx) != 0)
+            return SW_ENOMEM;
+        pe->has_file_idx = 1;
+        pe->file_idx = idx;
+    }
+    if (ev->has_offset) {
+        pe->has_offset = 1;
+        pe->offset = ev->offset;
+    }
+    pe->has_line_hash = 1;
+    pe->line_hash = ev->line_hash;
+    if (ev->host.len && !(pe->host = dup_slice(b, ev->host)))
+        return SW_ENOMEM;
+    b->events[b->n++] = pe;
+    b->bytes += 24;
+    return SW_OK;
+}
+
+size_t
+sw_wire_builder_count(const struct sw_wire_builder *b)
+{
+    return b->n;
+}
+
+size_t
+sw_wire_builder_bytes(const struct sw_wire_builder *b)
+{
+    return b->bytes;
+}
+
+static sw_err
+pack(const ProtobufCMessage *m, struct sw_buf *out)
+{
+    size_t sz = protobuf_c_message_get_packed_size(m);
+    sw_buf_reset(out);
+    if (sw_buf_reserve(out, sz) != SW_OK)
+        return SW_ENOMEM;
+    out->len = protobuf_c_message_pack(m, (uint8_t *)out->data);
+    return SW_OK;
+}
+
+sw_err
+sw_wire_builder_pack_batch(struct sw_wire_builder *b, const char *agent_id, const char *host,
+                           uint64_t batch_id, struct sw_buf *out)
+{
+    Scepwatch__Batch pb = SCEPWATCH__BATCH__INIT;
+    pb.agent_id = (char *)agent_id;
+    pb.host = (char *)host;
+    pb.has_batch_id = 1;
+    pb.batch_id = batch_id;
+    pb.n_files = b->nfiles;
+    pb.files = b->files;
+    pb.n_events = b->n;
+    pb.events = b->events;
+    return pack(&pb.base, out);
+}
+
+sw_err
+sw_wire_builder_pack_list(struct sw_wire_builder *b, const void *cursor, size_t cursor_len,
+                          struct sw_buf *out)
+{
+    Scepwatch__ListEventsReply r = SCEPWATCH__LIST_EVENTS_REPLY__INIT;
+    /* list replies carry the file name itself */
+    for (size_t i = 0; i < b->n; i++) {
+        Scepwatch__Event *pe = b->events[i];
+        if (pe->has_file_idx) {
+            pe->file = b->files[pe->file_idx];
+            pe->has_file_idx = 0;
+        }
+    }
+    r.n_events = b->n;
+    r.events = b->events;
+    if (cursor_len) {
+        r.has_next_cursor = 1;
+        r.next_cursor.data = (uint8_t *)cursor;
+        r.next_cursor.len = cursor_len;
+    }
+    return pack(&r.base, out);
+}
+
+/* ---- decoding ---- */
+
+static int
+check_str(const char *s, const char *name, char *why, size_t cap)
+{
+    if (s && strlen(s) > SW_WIRE_MAX_FIELD) {
+        snprintf(why, cap, "field %s longer than %d bytes", name, SW_WIRE_MAX_FIELD);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_event(const Scepwatch__Event *e, size_t nfiles, size_t i, char *why, size_t cap)
+{
+    if (!e->has_stage || e->stage <= 0 || (int)e->stage >= SW_STAGE_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown stage", i);
+        return -1;
+    }
+    if (!e->has_source || e->source <= 0 || (int)e->source >= SW_SOURCE_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown source", i);
+        return -1;
+    }
+    if (!e->has_platform || e->platform <= 0 || (int)e->platform >= SW_PLATFORM_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown platform", i);
+        return -1;
+    }
+    if (e->has_cert && ((int)e->cert < 0 || (int)e->cert >= SW_CERT_COUNT)) {
+        snprintf(why, cap, "event %zu: unknown cert", i);
+        return -1;
+    }
+    if (!e->has_ts_us) {
+        snprintf(why, cap, "event %zu: missing ts", i);
+        return -1;
+    }
+    /* years 1970..9999 */
+    if (e->ts_us < 0 || e->ts_us > (int64_t)253402300799 * 1000000) {
+        snprintf(why, cap, "event %zu: ts out of range", i);
+        return -1;
+    }
+    if (e->has_file_idx && e->file_idx >= nfiles) {
+        snprintf(why, cap, "event %zu: file index out of range", i);
+        return -1;
+    }
+#define X(f, pf) if (check_str(e->pf, #f, why, cap)) return -1;
+    WIRE_FIELDS(X) X(host, host) X(file, file)
+#undef X
+    return 0;
+}
+
+static sw_err
+decode(const void *p, size_t n, size_t max_mem, int list, struct sw_wire_decoded *out,
+       char *why, size_t cap)
+{
+    struct arena *a = calloc(1, sizeof *a);
+    ProtobufCAllocator alloc = { pb_alloc, pb_free, a };
+    Scepwatch__Event **events;
+    size_t nev, nfiles = 0;
+
+    memset(out, 0, sizeof *out);
+    if (!a)
+        return SW_ENOMEM;
+    a->limit = max_mem;
+    out->arena = a;
+    out->is_list = list;
+    if (list) {
+        Scepwatch__ListEventsReply *r = scepwatch__list_events_reply__unpack(&alloc, n, p);
+        if (!r)
+            goto fail;
+        out->msg = r;
+        events = r->events;
+        nev = r->n_events;
+        if (r->has_next_cursor) {
+            out->cursor = r->next_cursor.data;
+            out->cursor_len = r->next_cursor.len;
+        }
+    } else {
+        Scepwatch__Batch *bt = scepwatch__batch__unpack(&alloc, n, p);
+        if (!bt)
+            goto fail;
+        out->msg = bt;
+        events = bt->events;
+        nev = bt->n_events;
+        nfiles = bt->n_files;
+        out->batch_id = bt->batch_id;
+        out->agent_id = bt->agent_id ? bt->agent_id : "";
+        out->host = bt->host ? bt->host : "";
+        if (check_str(bt->agent_id, "agent_id", why, cap) || check_str(bt->host, "host", why, cap)) {
+            sw_wire_decoded_fini(out);
+            return SW_EPROTO;
+        }
+        for (size_t i = 0; i < nfiles; i++)
+            if (check_str(bt->files[i], "files", why, cap)) {
+                sw_wire_decoded_fini(out);
+                return SW_EPROTO;
+            }
+    }
+    for (size_t i = 0; i < nev; i++)
+        if (check_event(events[i], nfiles, i, why, cap) != 0) {
+            sw_wire_decoded_fini(out);
+            return SW_EPROTO;
+        }
+    out->count = nev;
+    return SW_OK;
+fail:
+    {
+        int over = a->limit && a->total + 4096 >= a->limit;
+        sw_wire_decoded_fini(out);
+        if (over) {
+            snprintf(why, cap, "message expands beyond %zu bytes", max_mem);
+            return SW_ETOOBIG;
+        }
+        snprintf(why, cap, "malformed protobuf message");
+        return SW_EPROTO;
+    }
+}
+
+sw_err
+sw_wire_decode_batch(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
+                     char *why, size_t cap)
+{
+    return decode(p, n, max_mem, 0, out, why, cap);
+}
+
+sw_err
+sw_wire_decode_list(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
+                    char *why, size_t cap)
+{
+    return decode(p, n, max_mem, 1, out, why, cap);
+}
+
+void
+sw_wire_decoded_fini(struct sw_wire_decoded *d)
+{
+    if (d->arena) {
+        arena_reset(d->arena);
+        free(d->arena);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+static struct sw_slice
+sl(const char *s)
+{
+    return s ? sw_slice_cstr(s) : SW_SLICE_NONE;
+}
+
+void
+sw_wire_decoded_event(const struct sw_wire_decoded *d, size_t i, struct sw_event *ev)
+{
+    const Scepwatch__Event *e;
+    const char *const *files = NULL;
+
+    if (d->is_list) {
+        e = ((Scepwatch__ListEventsReply *)d->msg)->events[i];
+    } else {
+        Scepwatch__Batch *b = d->msg;
+        e = b->events[i];
+        files = (const char *const *)b->files;
+    }
+    memset(ev, 0, sizeof *ev);
+    ev->source = (enum sw_source)e->source;
+    ev->platform = (enum sw_platform)e->platform;
+    ev->stage = (enum sw_stage)e->stage;
+    ev->cert = e->has_cert ? (enum sw_cert)e->cert : SW_CERT_NONE;
+    ev->ts_us = e->ts_us;
+#define X(f, pf) ev->f = sl(e->pf);
+    WIRE_FIELDS(X)
+#undef X
+    if (e->file)
+        ev->file = sl(e->file);
+    else if (files && e->has_file_idx)
+        ev->file = sl(files[e->file_idx]);
+    ev->host = e->host ? sl(e->host) : (!d->is_list ? sl(d->host) : SW_SLICE_NONE);
+    ev->has_offset = e->has_offset;
+    ev->offset = e->offset;
+    ev->line_hash = e->line_hash;
+}
