@@ -1,0 +1,468 @@
+/*
+ * server.c - nng REP server with worker contexts, and the method table.
+ */
+#include "server.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "scepwatch.pb-c.h"
+#include "sw_buf.h"
+#include "sw_log.h"
+#include "sw_rpc.h"
+#include "sw_time.h"
+#include "sw_wire.h"
+
+#define MAX_PAGE 10000
+#define DEFAULT_PAGE 1000
+#define INGEST_MAX_MEM (128u << 20)
+
+struct worker {
+    pthread_t thread;
+    struct agg_server *srv;
+    nng_ctx ctx;
+    nng_aio *aio;
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    struct sw_buf scratch;      /* decompressed request payload */
+    struct sw_buf payload;      /* reply payload */
+    struct sw_buf reply;        /* encoded reply envelope */
+    struct agg_store_reader *reader;
+    struct sw_event *evs;       /* ingest conversion buffer */
+    size_t evs_cap;
+    int started;
+};
+
+struct agg_server {
+    struct agg_server_opts opts;
+    struct agg_store *store;
+    nng_socket sock;
+    struct worker *workers;
+    int nworkers;
+};
+
+/* A handler fills w->payload; returns a status and, on error, a message. */
+typedef int (*handler_fn)(struct worker *w, const unsigned char *req, size_t n,
+                          char *msg, size_t cap);
+
+static int handle_ingest(struct worker *, const unsigned char *, size_t, char *, size_t);
+static int handle_health(struct worker *, const unsigned char *, size_t, char *, size_t);
+static int handle_list_events(struct worker *, const unsigned char *, size_t, char *, size_t);
+static int handle_summary(struct worker *, const unsigned char *, size_t, char *, size_t);
+
+static const struct method {
+    const char *name;
+    handler_fn fn;
+    unsigned roles;             /* listeners that may call it */
+} methods[] = {
+    { SW_METHOD("Ingest"), handle_ingest, AGG_ROLE_INGEST },
+    { SW_METHOD("Health"), handle_health, AGG_ROLE_ALL },
+    { SW_METHOD("ListEvents"), handle_list_events, AGG_ROLE_ADMIN },
+    { SW_METHOD("Summary"), handle_summary, AGG_ROLE_ADMIN },
+};
+
+static sw_err
+pack_msg(const ProtobufCMessage *m, struct sw_buf *out)
+{
+    size_t sz = protobuf_c_message_get_packed_size(m);
+    sw_buf_reset(out);
+    if (sw_buf_reserve(out, sz) != SW_OK)
+        return SW_ENOMEM;
+    out->len = protobuf_c_message_pack(m, (uint8_t *)out->data);
+    return SW_OK;
+}
+
+static struct agg_store_reader *
+reader(struct worker *w)
+{
+    if (!w->reader && w->srv->store->ops->reader_open(w->srv->store, &w->reader) != SW_OK)
+        w->reader = NULL;
+    return w->reader;
+}
+
+/* ---- methods ---- */
+
+static int
+handle_ingest(struct worker *w, const unsigned char *req, size_t n, char *msg, size_t cap)
+{
+    struct sw_wire_decoded d;
+    Scepwatch__Ack ack = SCEPWATCH__ACK__INIT;
+    uint32_t stored = 0, dups = 0;
+    sw_err e;
+
+    e = sw_wire_decode_batch(req, n, INGEST_MAX_MEM, &d, msg, cap);
+    if (e == SW_ETOOBIG || e == SW_ENOMEM)
+        return SW_STATUS_RESOURCE_EXHAUSTED;
+    if (e != SW_OK)
+        return SW_STATUS_INVALID_ARGUMENT;
+    if (d.count > w->evs_cap) {
+        struct sw_event *ne = realloc(w->evs, d.count * sizeof *ne);
+        if (!ne) {
+            sw_wire_decoded_fini(&d);
+            snprintf(msg, cap, "out of memory");
+            return SW_STATUS_RESOURCE_EXHAUSTED;
+        }
+        w->evs = ne;
+        w->evs_cap = d.count;
+    }
+    for (size_t i = 0; i < d.count; i++)
+        sw_wire_decoded_event(&d, i, &w->evs[i]);
+    e = w->srv->store->ops->ingest(w->srv->store, w->evs, d.count, d.agent_id, &stored, &dups);
+    ack.has_batch_id = 1;
+    ack.batch_id = d.batch_id;
+    sw_wire_decoded_fini(&d);
+    if (e != SW_OK) {
+        /* not committed: the agent keeps the batch and retries */
+        snprintf(msg, cap, "store: %s", sw_strerror(e));
+        return SW_STATUS_UNAVAILABLE;
+    }
+    ack.has_stored = ack.has_duplicates = 1;
+    ack.stored = stored;
+    ack.duplicates = dups;
+    if (pack_msg(&ack.base, &w->payload) != SW_OK)
+        return SW_STATUS_RESOURCE_EXHAUSTED;
+    return SW_STATUS_OK;
+}
+
+static int
+handle_health(struct worker *w, const unsigned char *req, size_t n, char *msg, size_t cap)
+{
+    Scepwatch__HealthReply r = SCEPWATCH__HEALTH_REPLY__INIT;
+    struct agg_store_reader *rd = reader(w);
+    uint64_t count = 0;
+
+    (void)req;
+    (void)n;
+    r.version = (char *)SW_VERSION;
+    if (!rd || rd->ops->count_events(rd, &count) != SW_OK) {
+        snprintf(msg, cap, "store unavailable");
+        return SW_STATUS_UNAVAILABLE;
+    }
+    r.has_events = 1;
+    r.events = count;
+    return pack_msg(&r.base, &w->payload) == SW_OK ? SW_STATUS_OK : SW_STATUS_RESOURCE_EXHAUSTED;
+}
+
+struct list_acc {
+    struct sw_wire_builder *b;
+    sw_err err;
+};
+
+static void
+list_add(void *arg, const struct sw_event *ev)
+{
+    struct list_acc *a = arg;
+    if (a->err == SW_OK)
+        a->err = sw_wire_builder_add(a->b, ev);
+}
+
+static int
+handle_list_events(struct worker *w, const unsigned char *req, size_t n, char *msg, size_t cap)
+{
+    Scepwatch__ListEventsRequest *rq = scepwatch__list_events_request__unpack(NULL, n, req);
+    struct agg_store_reader *rd = reader(w);
+    struct agg_event_filter f = { 0 };
+    struct agg_event_cursor cur = { 0 };
+    struct list_acc acc = { NULL, SW_OK };
+    size_t limit = DEFAULT_PAGE;
+    unsigned char cbuf[16];
+    int more = 0, status = SW_STATUS_OK;
+    sw_err e;
+
+    if (!rq) {
+        snprintf(msg, cap, "malformed ListEventsRequest");
+        return SW_STATUS_INVALID_ARGUMENT;
+    }
+    if (rq->has_page_size && rq->page_size)
+        limit = rq->page_size > MAX_PAGE ? MAX_PAGE : rq->page_size;
+    if (rq->has_cursor && rq->cursor.len) {
+        if (rq->cursor.len != 16) {
+            snprintf(msg, cap, "bad cursor");
+            status = SW_STATUS_INVALID_ARGUMENT;
+            goto out;
+        }
+        memcpy(&cur.ts_us, rq->cursor.data, 8);
+        memcpy(&cur.id, rq->cursor.data + 8, 8);
+        cur.valid = 1;
+    }
+    if (rq->filter) {
+        f.device = rq->filter->device && *rq->filter->device ? rq->filter->device : NULL;
+        f.since_us = rq->filter->has_since_us ? rq->filter->since_us : 0;
+        f.platform = rq->filter->has_platform ? (enum sw_platform)rq->filter->platform
+                                              : SW_PLATFORM_UNKNOWN;
+    }
+    if (!rd) {
+        snprintf(msg, cap, "store unavailable");
+        status = SW_STATUS_UNAVAILABLE;
+        goto out;
+    }
+    if (!(acc.b = sw_wire_builder_new())) {
+        status = SW_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    e = rd->ops->list_events(rd, &f, &cur, limit, &more, list_add, &acc);
+    if (e != SW_OK || acc.err != SW_OK) {
+        snprintf(msg, cap, "store: %s", sw_strerror(e != SW_OK ? e : acc.err));
+        status = SW_STATUS_INTERNAL;
+        goto out;
+    }
+    memcpy(cbuf, &cur.ts_us, 8);
+    memcpy(cbuf + 8, &cur.id, 8);
+    if (sw_wire_builder_pack_list(acc.b, cbuf, more ? 16 : 0, &w->payload) != SW_OK)
+        status = SW_STATUS_RESOURCE_EXHAUSTED;
+out:
+    sw_wire_builder_free(acc.b);
+    scepwatch__list_events_request__free_unpacked(rq, NULL);
+    return status;
+}
+
+struct summary_acc {
+    Scepwatch__SummaryRow *rows;
+    Scepwatch__SummaryRow **ptrs;
+    size_t n, cap;
+    int oom;
+};
+
+static void
+summary_add(void *arg, const struct agg_summary_row *row)
+{
+    struct summary_acc *a = arg;
+    if (a->oom)
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        Scepwatch__SummaryRow *nr = realloc(a->rows, cap * sizeof *nr);
+        if (!nr) {
+            a->oom = 1;
+            return;
+        }
+        a->rows = nr;
+        a->cap = cap;
+    }
+    Scepwatch__SummaryRow *r = &a->rows[a->n++];
+    scepwatch__summary_row__init(r);
+    r->has_platform = r->has_stage = r->has_count = 1;
+    r->platform = (Scepwatch__Platform)row->platform;
+    r->stage = (Scepwatch__Stage)row->stage;
+    r->count = row->count;
+}
+
+static int
+handle_summary(struct worker *w, const unsigned char *req, size_t n, char *msg, size_t cap)
+{
+    Scepwatch__SummaryReply rp = SCEPWATCH__SUMMARY_REPLY__INIT;
+    struct agg_store_reader *rd = reader(w);
+    struct summary_acc acc = { 0 };
+    int status = SW_STATUS_OK;
+
+    (void)req;
+    (void)n;
+    if (!rd || rd->ops->summary(rd, summary_add, &acc) != SW_OK) {
+        snprintf(msg, cap, "store unavailable");
+        free(acc.rows);
+        return SW_STATUS_UNAVAILABLE;
+    }
+    if (acc.oom || (acc.n && !(acc.ptrs = malloc(acc.n * sizeof *acc.ptrs)))) {
+        free(acc.rows);
+        return SW_STATUS_RESOURCE_EXHAUSTED;
+    }
+    for (size_t i = 0; i < acc.n; i++)
+        acc.ptrs[i] = &acc.rows[i];
+    rp.n_rows = acc.n;
+    rp.rows = acc.ptrs;
+    if (pack_msg(&rp.base, &w->payload) != SW_OK)
+        status = SW_STATUS_RESOURCE_EXHAUSTED;
+    free(acc.ptrs);
+    free(acc.rows);
+    return status;
+}
+
+/* ---- dispatch ---- */
+
+static void
+handle(struct worker *w, const void *body, size_t len)
+{
+    struct sw_rpc_request rq;
+    char msg[512] = "";
+    int status;
+    const struct method *m = NULL;
+
+    sw_buf_reset(&w->payload);
+    if (sw_rpc_decode_request(w->dctx, body, len, w->srv->opts.max_raw, &w->scratch, &rq,
+                              &status, msg, sizeof msg) != SW_OK)
+        goto answer;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(methods[i].name, rq.method) == 0)
+            m = &methods[i];
+    if (!m) {
+        status = SW_STATUS_UNIMPLEMENTED;
+        snprintf(msg, sizeof msg, "unknown method '%.200s'", rq.method);
+    } else if (!(m->roles & w->srv->opts.roles)) {
+        status = SW_STATUS_PERMISSION_DENIED;
+        snprintf(msg, sizeof msg, "%s is not served on this listener", m->name);
+    } else if (rq.deadline_ms && (uint64_t)(sw_now_us() / 1000) > rq.deadline_ms) {
+        status = SW_STATUS_DEADLINE_EXCEEDED;
+        snprintf(msg, sizeof msg, "deadline passed before the request was served");
+    } else {
+        status = m->fn(w, rq.payload, rq.payload_len, msg, sizeof msg);
+    }
+    if (status != SW_STATUS_OK)
+        sw_buf_reset(&w->payload);
+answer:
+    if (status != SW_STATUS_OK && status != SW_STATUS_UNIMPLEMENTED)
+        sw_debug("%s: %s %s", rq.method[0] ? rq.method : "?", sw_status_name(status), msg);
+    if (sw_rpc_encode_reply(w->cctx, rq.request_id, status, msg, w->payload.data,
+                            w->payload.len, &w->reply) != SW_OK) {
+        sw_buf_reset(&w->reply);
+        sw_rpc_encode_reply(NULL, rq.request_id, SW_STATUS_RESOURCE_EXHAUSTED,
+                            "reply too large", NULL, 0, &w->reply);
+    }
+    /* keep big buffers from pinning memory between requests */
+    if (w->scratch.cap > (8u << 20))
+        sw_buf_fini(&w->scratch);
+    if (w->payload.cap > (8u << 20))
+        sw_buf_fini(&w->payload);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    for (;;) {
+        nng_msg *m;
+        int rv;
+
+        nng_ctx_recv(w->ctx, w->aio);
+        nng_aio_wait(w->aio);
+        rv = nng_aio_result(w->aio);
+        if (rv == NNG_ECLOSED)
+            break;
+        if (rv != 0)
+            continue;
+        m = nng_aio_get_msg(w->aio);
+        handle(w, nng_msg_body(m), nng_msg_len(m));
+        nng_msg_clear(m);
+        if (nng_msg_append(m, w->reply.data, w->reply.len) != 0) {
+            nng_msg_free(m);
+            continue;
+        }
+        if (w->reply.cap > (8u << 20))
+            sw_buf_fini(&w->reply);
+        nng_aio_set_msg(w->aio, m);
+        nng_ctx_send(w->ctx, w->aio);
+        nng_aio_wait(w->aio);
+        rv = nng_aio_result(w->aio);
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(w->aio)); /* still ours on failure */
+            if (rv == NNG_ECLOSED)
+                break;
+        }
+    }
+    return NULL;
+}
+
+static void
+worker_fini(struct worker *w)
+{
+    if (w->aio)
+        nng_aio_free(w->aio);
+    ZSTD_freeCCtx(w->cctx);
+    ZSTD_freeDCtx(w->dctx);
+    sw_buf_fini(&w->scratch);
+    sw_buf_fini(&w->payload);
+    sw_buf_fini(&w->reply);
+    if (w->reader)
+        w->reader->ops->reader_close(w->reader);
+    free(w->evs);
+}
+
+void
+agg_server_stop(struct agg_server *srv)
+{
+    if (!srv)
+        return;
+    nng_close(srv->sock);
+    for (int i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        worker_fini(w);
+    }
+    free(srv->workers);
+    free(srv);
+}
+
+sw_err
+agg_server_start(struct agg_server **out, const struct agg_server_opts *opts,
+                 struct agg_store *store, char *why, size_t cap)
+{
+    struct agg_server *srv = calloc(1, sizeof *srv);
+    int rv;
+
+    *out = NULL;
+    if (!srv) {
+        snprintf(why, cap, "out of memory");
+        return SW_ENOMEM;
+    }
+    srv->opts = *opts;
+    if (srv->opts.workers <= 0)
+        srv->opts.workers = 4;
+    if (!srv->opts.max_msg)
+        srv->opts.max_msg = SW_RPC_MAX_MSG;
+    if (!srv->opts.max_raw)
+        srv->opts.max_raw = SW_RPC_MAX_RAW;
+    srv->store = store;
+    if ((rv = nng_rep0_open(&srv->sock)) != 0) {
+        snprintf(why, cap, "cannot open socket: %s", nng_strerror(rv));
+        free(srv);
+        return SW_EIO;
+    }
+    /* nng 1.5 accepts any size by default: cap what a peer can make us buffer */
+    nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, srv->opts.max_msg);
+    srv->workers = calloc((size_t)srv->opts.workers, sizeof *srv->workers);
+    if (!srv->workers) {
+        nng_close(srv->sock);
+        free(srv);
+        snprintf(why, cap, "out of memory");
+        return SW_ENOMEM;
+    }
+    srv->nworkers = srv->opts.workers;
+    for (int i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        w->srv = srv;
+        w->cctx = ZSTD_createCCtx();
+        w->dctx = ZSTD_createDCtx();
+        sw_buf_init(&w->scratch);
+        sw_buf_init(&w->payload);
+        sw_buf_init(&w->reply);
+        if (!w->cctx || !w->dctx || nng_aio_alloc(&w->aio, NULL, NULL) != 0 ||
+            nng_ctx_open(&w->ctx, srv->sock) != 0) {
+            snprintf(why, cap, "out of memory");
+            agg_server_stop(srv);
+            return SW_ENOMEM;
+        }
+    }
+    if ((rv = nng_listen(srv->sock, srv->opts.url, NULL, 0)) != 0) {
+        snprintf(why, cap, "cannot listen on %s: %s", srv->opts.url, nng_strerror(rv));
+        agg_server_stop(srv);
+        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL ? SW_EINVAL
+                                                                          : SW_EUNAVAIL;
+    }
+    for (int i = 0; i < srv->nworkers; i++) {
+        if (pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]) != 0) {
+            snprintf(why, cap, "cannot start worker thread");
+            agg_server_stop(srv);
+            return SW_ENOMEM;
+        }
+        srv->workers[i].started = 1;
+    }
+    *out = srv;
+    return SW_OK;
+}

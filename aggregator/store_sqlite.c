@@ -1,0 +1,409 @@
+/*
+ * store_sqlite.c - the embedded default store: SQLite in WAL mode.
+ *
+ * One writer connection guarded by a mutex; one connection per reader.
+ * Ingest is one transaction per batch with prepared statements, so a
+ * batch is either wholly committed (and then acknowledged) or not at all.
+ * SQL stays close to the standard (INSERT ... ON CONFLICT DO NOTHING works
+ * in PostgreSQL too).
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "sw_log.h"
+#include "sw_time.h"
+
+struct sqlite_store {
+    struct agg_store base;
+    char *path;
+    sqlite3 *db;                /* writer */
+    sqlite3_stmt *insert;
+    pthread_mutex_t lock;
+};
+
+struct sqlite_reader {
+    struct agg_store_reader base;
+    sqlite3 *db;
+    sqlite3_stmt *list[8];      /* by filter shape */
+    sqlite3_stmt *summary;
+    sqlite3_stmt *count;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);\n"
+    "CREATE TABLE IF NOT EXISTS events(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  ident BLOB NOT NULL UNIQUE,   -- sw_event_identity: device + content hash\n"
+    "  device TEXT,\n"
+    "  source INTEGER NOT NULL,\n"
+    "  platform INTEGER NOT NULL,\n"
+    "  stage INTEGER NOT NULL,\n"
+    "  cert INTEGER NOT NULL,\n"
+    "  ts_us INTEGER NOT NULL,       -- microseconds since the epoch, UTC\n"
+    "  profile TEXT, txn TEXT, thumbprint TEXT, serial TEXT, request_id TEXT,\n"
+    "  subject TEXT, template TEXT, requester TEXT, detail TEXT,\n"
+    "  file TEXT, line_offset INTEGER, host TEXT, agent TEXT,\n"
+    "  line_hash INTEGER NOT NULL,\n"
+    "  received_us INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_us);\n"
+    "CREATE INDEX IF NOT EXISTS events_device_ts ON events(device, ts_us);\n"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');\n";
+
+static const char insert_sql[] =
+    "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, profile, txn,"
+    " thumbprint, serial, request_id, subject, template, requester, detail, file,"
+    " line_offset, host, agent, line_hash, received_us)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"
+    " ON CONFLICT(ident) DO NOTHING";
+
+#define EVENT_COLS                                                                   \
+    "id, device, source, platform, stage, cert, ts_us, profile, txn, thumbprint,"    \
+    " serial, request_id, subject, template, requester, detail, file, line_offset, host"
+
+static void
+set_why(char *why, size_t cap, sqlite3 *db, const char *what)
+{
+    snprintf(why, cap, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static sw_err
+open_conn(const char *path, int readonly, sqlite3 **out, char *why, size_t cap)
+{
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                SQLITE_OPEN_NOMUTEX;
+    sqlite3 *db = NULL;
+
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        set_why(why, cap, db, path);
+        sqlite3_close(db);
+        return SW_EDB;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    *out = db;
+    return SW_OK;
+}
+
+static sw_err
+exec(sqlite3 *db, const char *sql, char *why, size_t cap)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        snprintf(why, cap, "%s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return SW_EDB;
+    }
+    return SW_OK;
+}
+
+static void
+sqlite_close(struct agg_store *base)
+{
+    struct sqlite_store *st = (struct sqlite_store *)base;
+    if (!st)
+        return;
+    sqlite3_finalize(st->insert);
+    sqlite3_close(st->db);
+    pthread_mutex_destroy(&st->lock);
+    free(st->path);
+    free(st);
+}
+
+static sw_err
+sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
+{
+    struct sqlite_store *st = calloc(1, sizeof *st);
+    sw_err e;
+
+    *out = NULL;
+    if (!st || !(st->path = strdup(path))) {
+        free(st);
+        snprintf(why, cap, "out of memory");
+        return SW_ENOMEM;
+    }
+    st->base.ops = &agg_store_sqlite;
+    pthread_mutex_init(&st->lock, NULL);
+    if ((e = open_conn(path, 0, &st->db, why, cap)) != SW_OK)
+        goto fail;
+    /* WAL: readers never block the writer; NORMAL sync is durable in WAL
+     * against process crashes, and the commit is what the ack promises. */
+    if ((e = exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA foreign_keys=ON;", why, cap)) != SW_OK ||
+        (e = exec(st->db, schema, why, cap)) != SW_OK)
+        goto fail;
+    if (sqlite3_prepare_v2(st->db, insert_sql, -1, &st->insert, NULL) != SQLITE_OK) {
+        set_why(why, cap, st->db, "prepare");
+        e = SW_EDB;
+        goto fail;
+    }
+    *out = &st->base;
+    return SW_OK;
+fail:
+    sqlite_close(&st->base);
+    return e;
+}
+
+static void
+bind_slice(sqlite3_stmt *s, int i, struct sw_slice v)
+{
+    if (v.len)
+        sqlite3_bind_text(s, i, v.ptr, (int)v.len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static sw_err
+sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, const char *agent,
+              uint32_t *stored, uint32_t *dups)
+{
+    struct sqlite_store *st = (struct sqlite_store *)base;
+    sqlite3_stmt *s = st->insert;
+    int64_t now = sw_now_us();
+    sw_err e = SW_OK;
+    char why[256];
+
+    *stored = *dups = 0;
+    pthread_mutex_lock(&st->lock);
+    if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
+        sw_error("store: %s", why);
+        pthread_mutex_unlock(&st->lock);
+        return SW_EDB;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct sw_event *ev = &evs[i];
+        unsigned char ident[16];
+
+        sw_event_identity(ev, ident);
+        sqlite3_reset(s);
+        sqlite3_bind_blob(s, 1, ident, 16, SQLITE_TRANSIENT);
+        bind_slice(s, 2, ev->device);
+        sqlite3_bind_int(s, 3, ev->source);
+        sqlite3_bind_int(s, 4, ev->platform);
+        sqlite3_bind_int(s, 5, ev->stage);
+        sqlite3_bind_int(s, 6, ev->cert);
+        sqlite3_bind_int64(s, 7, ev->ts_us);
+        bind_slice(s, 8, ev->profile);
+        bind_slice(s, 9, ev->txn);
+        bind_slice(s, 10, ev->thumbprint);
+        bind_slice(s, 11, ev->serial);
+        bind_slice(s, 12, ev->request_id);
+        bind_slice(s, 13, ev->subject);
+        bind_slice(s, 14, ev->template);
+        bind_slice(s, 15, ev->requester);
+        bind_slice(s, 16, ev->detail);
+        bind_slice(s, 17, ev->file);
+        if (ev->has_offset)
+            sqlite3_bind_int64(s, 18, (sqlite3_int64)ev->offset);
+        else
+            sqlite3_bind_null(s, 18);
+        bind_slice(s, 19, ev->host);
+        if (agent && *agent)
+            sqlite3_bind_text(s, 20, agent, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 20);
+        sqlite3_bind_int64(s, 21, ev->line_hash);
+        sqlite3_bind_int64(s, 22, now);
+        if (sqlite3_step(s) != SQLITE_DONE) {
+            sw_error("store: insert: %s", sqlite3_errmsg(st->db));
+            e = SW_EDB;
+            break;
+        }
+        if (sqlite3_changes(st->db))
+            (*stored)++;
+        else
+            (*dups)++;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
+        sw_error("store: commit: %s", why);
+        e = SW_EDB;
+    }
+    if (e != SW_OK) {
+        exec(st->db, "ROLLBACK", why, sizeof why);
+        *stored = *dups = 0;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return e;
+}
+
+/* ---- readers ---- */
+
+static void
+sqlite_reader_close(struct agg_store_reader *base)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    if (!r)
+        return;
+    for (size_t i = 0; i < sizeof r->list / sizeof r->list[0]; i++)
+        sqlite3_finalize(r->list[i]);
+    sqlite3_finalize(r->summary);
+    sqlite3_finalize(r->count);
+    sqlite3_close(r->db);
+    free(r);
+}
+
+static sw_err
+sqlite_reader_open(struct agg_store *base, struct agg_store_reader **out)
+{
+    struct sqlite_store *st = (struct sqlite_store *)base;
+    struct sqlite_reader *r = calloc(1, sizeof *r);
+    char why[256];
+
+    *out = NULL;
+    if (!r)
+        return SW_ENOMEM;
+    r->base.ops = &agg_store_sqlite;
+    if (open_conn(st->path, 1, &r->db, why, sizeof why) != SW_OK) {
+        sw_error("store: reader: %s", why);
+        free(r);
+        return SW_EDB;
+    }
+    *out = &r->base;
+    return SW_OK;
+}
+
+static sqlite3_stmt *
+prepare_cached(struct sqlite_reader *r, sqlite3_stmt **slot, const char *sql)
+{
+    if (!*slot && sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        sw_error("store: prepare: %s", sqlite3_errmsg(r->db));
+        return NULL;
+    }
+    sqlite3_reset(*slot);
+    sqlite3_clear_bindings(*slot);
+    return *slot;
+}
+
+static struct sw_slice
+col_slice(sqlite3_stmt *s, int i)
+{
+    const char *p = (const char *)sqlite3_column_text(s, i);
+    int n = sqlite3_column_bytes(s, i);
+    return p && n > 0 ? (struct sw_slice){ p, (size_t)n } : SW_SLICE_NONE;
+}
+
+static sw_err
+sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter *f,
+                   struct agg_event_cursor *cur, size_t limit, int *more,
+                   agg_event_fn fn, void *arg)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    int shape = (f->device ? 1 : 0) | (f->platform ? 2 : 0) | (f->since_us ? 4 : 0);
+    char sql[512];
+    sqlite3_stmt *s;
+    size_t rows = 0;
+    int rc;
+
+    snprintf(sql, sizeof sql,
+             "SELECT " EVENT_COLS " FROM events WHERE (ts_us, id) > (?1, ?2)%s%s%s"
+             " ORDER BY ts_us, id LIMIT ?6",
+             (shape & 1) ? " AND device = ?3" : "", (shape & 2) ? " AND platform = ?4" : "",
+             (shape & 4) ? " AND ts_us >= ?5" : "");
+    if (!(s = prepare_cached(r, &r->list[shape], sql)))
+        return SW_EDB;
+    sqlite3_bind_int64(s, 1, cur->valid ? cur->ts_us : INT64_MIN);
+    sqlite3_bind_int64(s, 2, cur->valid ? cur->id : INT64_MIN);
+    if (shape & 1)
+        sqlite3_bind_text(s, 3, f->device, -1, SQLITE_STATIC);
+    if (shape & 2)
+        sqlite3_bind_int(s, 4, f->platform);
+    if (shape & 4)
+        sqlite3_bind_int64(s, 5, f->since_us);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)limit + 1);
+    *more = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct sw_event ev;
+        if (rows == limit) {
+            *more = 1;
+            break;
+        }
+        memset(&ev, 0, sizeof ev);
+        ev.device = col_slice(s, 1);
+        ev.source = (enum sw_source)sqlite3_column_int(s, 2);
+        ev.platform = (enum sw_platform)sqlite3_column_int(s, 3);
+        ev.stage = (enum sw_stage)sqlite3_column_int(s, 4);
+        ev.cert = (enum sw_cert)sqlite3_column_int(s, 5);
+        ev.ts_us = sqlite3_column_int64(s, 6);
+        ev.profile = col_slice(s, 7);
+        ev.txn = col_slice(s, 8);
+        ev.thumbprint = col_slice(s, 9);
+        ev.serial = col_slice(s, 10);
+        ev.request_id = col_slice(s, 11);
+        ev.subject = col_slice(s, 12);
+        ev.template = col_slice(s, 13);
+        ev.requester = col_slice(s, 14);
+        ev.detail = col_slice(s, 15);
+        ev.file = col_slice(s, 16);
+        ev.has_offset = sqlite3_column_type(s, 17) != SQLITE_NULL;
+        ev.offset = (uint64_t)sqlite3_column_int64(s, 17);
+        ev.host = col_slice(s, 18);
+        cur->ts_us = ev.ts_us;
+        cur->id = sqlite3_column_int64(s, 0);
+        cur->valid = 1;
+        fn(arg, &ev);
+        rows++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sw_error("store: list: %s", sqlite3_errmsg(r->db));
+        sqlite3_reset(s);
+        return SW_EDB;
+    }
+    sqlite3_reset(s);
+    return SW_OK;
+}
+
+static sw_err
+sqlite_summary(struct agg_store_reader *base, agg_summary_fn fn, void *arg)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    sqlite3_stmt *s = prepare_cached(r, &r->summary,
+        "SELECT platform, stage, COUNT(*) FROM events GROUP BY platform, stage"
+        " ORDER BY platform, stage");
+    int rc;
+
+    if (!s)
+        return SW_EDB;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agg_summary_row row = {
+            (enum sw_platform)sqlite3_column_int(s, 0),
+            (enum sw_stage)sqlite3_column_int(s, 1),
+            (uint64_t)sqlite3_column_int64(s, 2),
+        };
+        fn(arg, &row);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SW_OK : SW_EDB;
+}
+
+static sw_err
+sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    sqlite3_stmt *s = prepare_cached(r, &r->count, "SELECT COUNT(*) FROM events");
+    if (!s)
+        return SW_EDB;
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return SW_EDB;
+    }
+    *n = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return SW_OK;
+}
+
+const struct agg_store_ops agg_store_sqlite = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .ingest = sqlite_ingest,
+    .reader_open = sqlite_reader_open,
+    .reader_close = sqlite_reader_close,
+    .list_events = sqlite_list_events,
+    .summary = sqlite_summary,
+    .count_events = sqlite_count_events,
+};
