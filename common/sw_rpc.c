@@ -98,7 +98,11 @@ sw_zstd_compress(void *cctx, const void *src, size_t n, int level, struct sw_buf
     sw_buf_reset(out);
     if (sw_buf_reserve(out, bound) != SW_OK)
         return SW_ENOMEM;
-    r = ZSTD_compressCCtx(cctx, out->data, bound, src, n, level);
+    /* a checksum lets the receiver tell a corrupted frame from a valid one */
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    r = ZSTD_compress2(cctx, out->data, bound, src, n);
     if (ZSTD_isError(r))
         return SW_EIO;
     out->len = r;

@@ -1,0 +1,55 @@
+/*
+ * fuzz_wire.c - libFuzzer target for everything a network peer controls:
+ * the RPC envelope (bounded zstd included) and the batch / event-list
+ * decoders with their validation.  The input is tried both as an envelope
+ * and as a bare batch.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <zstd.h>
+
+#include "sw_rpc.h"
+#include "sw_wire.h"
+
+static void
+try_batch(const void *p, size_t n)
+{
+    struct sw_wire_decoded d;
+    char why[256];
+
+    if (sw_wire_decode_batch(p, n, 8u << 20, &d, why, sizeof why) == SW_OK) {
+        for (size_t i = 0; i < d.count; i++) {
+            struct sw_event ev;
+            unsigned char id[16];
+            sw_wire_decoded_event(&d, i, &ev);
+            sw_event_identity(&ev, id);
+        }
+        sw_wire_decoded_fini(&d);
+    }
+    if (sw_wire_decode_list(p, n, 8u << 20, &d, why, sizeof why) == SW_OK)
+        sw_wire_decoded_fini(&d);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static ZSTD_DCtx *dctx;
+    static struct sw_buf scratch;
+    struct sw_rpc_request rq;
+    struct sw_rpc_reply rp;
+    char why[256];
+    int status;
+
+    if (!dctx)
+        dctx = ZSTD_createDCtx();
+    /* a small raw limit keeps bombs cheap to detect */
+    if (sw_rpc_decode_request(dctx, data, size, 1u << 20, &scratch, &rq, &status, why,
+                              sizeof why) == SW_OK)
+        try_batch(rq.payload, rq.payload_len);
+    if (sw_rpc_decode_reply(dctx, data, size, 1u << 20, &scratch, &rp) == SW_OK)
+        try_batch(rp.payload, rp.payload_len);
+    try_batch(data, size);
+    if (scratch.cap > (4u << 20))
+        sw_buf_fini(&scratch);
+    return 0;
+}

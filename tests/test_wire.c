@@ -1,0 +1,212 @@
+/*
+ * test_wire.c - event batches on the wire: round trip of every field,
+ * validation of hostile batches, the decode memory bound, and event
+ * identity (what makes a resend harmless).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "scepwatch.pb-c.h"
+#include "sw_wire.h"
+
+static struct sw_event
+full_event(void)
+{
+    struct sw_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.source = SW_SOURCE_WINDOWS_EVENT_XML;
+    ev.platform = SW_PLATFORM_WINDOWS;
+    ev.stage = SW_STAGE_INSTALLED;
+    ev.cert = SW_CERT_SCEP;
+    ev.ts_us = 1710428532123456;
+    ev.device = sw_slice_cstr("DESKTOP-1.contoso.com");
+    ev.profile = sw_slice_cstr("6b3a1c2d-0000-4000-8000-000000000001");
+    ev.txn = sw_slice_cstr("ABCDEF");
+    ev.thumbprint = sw_slice_cstr("3c9a5e71");
+    ev.serial = sw_slice_cstr("1a2b");
+    ev.request_id = sw_slice_cstr("4711");
+    ev.subject = sw_slice_cstr("CN=jdoe, O=\"Contoso, Inc\"");
+    ev.template = sw_slice_cstr("IntuneSCEP");
+    ev.requester = sw_slice_cstr("CONTOSO\\svc-ndes");
+    ev.detail = sw_slice_cstr("0x80094001");
+    ev.file = sw_slice_cstr("/logs/a.xml");
+    ev.offset = 1234;
+    ev.has_offset = 1;
+    ev.line_hash = 0xdeadbeef;
+    return ev;
+}
+
+static int
+slice_eq(struct sw_slice a, struct sw_slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static void
+test_batch_round_trip(void **state)
+{
+    struct sw_wire_builder *b = sw_wire_builder_new();
+    struct sw_event ev = full_event(), e2 = full_event(), got;
+    struct sw_wire_decoded d;
+    struct sw_buf out;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&out);
+    e2.stage = SW_STAGE_ENROLL_PENDING;
+    e2.cert = SW_CERT_NONE;
+    e2.profile = SW_SLICE_NONE;
+    e2.file = sw_slice_cstr("/logs/b.xml");
+    assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
+    assert_int_equal(sw_wire_builder_add(b, &e2), SW_OK);
+    assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
+    assert_int_equal(sw_wire_builder_count(b), 3);
+    assert_int_equal(sw_wire_builder_pack_batch(b, "agent-1", "host-1", 99, &out), SW_OK);
+    assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    assert_int_equal(d.count, 3);
+    assert_int_equal(d.batch_id, 99);
+    assert_string_equal(d.agent_id, "agent-1");
+    sw_wire_decoded_event(&d, 0, &got);
+    assert_int_equal(got.stage, SW_STAGE_INSTALLED);
+    assert_int_equal(got.cert, SW_CERT_SCEP);
+    assert_int_equal(got.ts_us, ev.ts_us);
+    assert_int_equal(got.offset, 1234);
+    assert_int_equal(got.line_hash, 0xdeadbeef);
+#define X(f) assert_true(slice_eq(got.f, ev.f));
+    SW_EVENT_STR_FIELDS(X)
+#undef X
+    assert_true(slice_eq(got.file, ev.file));
+    assert_true(slice_eq(got.host, sw_slice_cstr("host-1")));
+    sw_wire_decoded_event(&d, 1, &got);
+    assert_int_equal(got.cert, SW_CERT_NONE);
+    assert_int_equal(got.profile.len, 0);
+    assert_true(slice_eq(got.file, sw_slice_cstr("/logs/b.xml")));
+    sw_wire_decoded_fini(&d);
+    sw_wire_builder_free(b);
+    sw_buf_fini(&out);
+}
+
+/* Packs a Batch holding one event after letting the caller spoil it. */
+static void
+pack_spoiled(void (*spoil)(Scepwatch__Event *), struct sw_buf *out)
+{
+    Scepwatch__Batch b = SCEPWATCH__BATCH__INIT;
+    Scepwatch__Event e = SCEPWATCH__EVENT__INIT, *ep = &e;
+    e.has_source = e.has_platform = e.has_stage = e.has_ts_us = 1;
+    e.source = SCEPWATCH__SOURCE__ANDROID_OMADM;
+    e.platform = SCEPWATCH__PLATFORM__ANDROID;
+    e.stage = SCEPWATCH__STAGE__INSTALLED;
+    e.ts_us = 1000;
+    spoil(&e);
+    b.n_events = 1;
+    b.events = &ep;
+    sw_buf_reset(out);
+    sw_buf_reserve(out, protobuf_c_message_get_packed_size(&b.base));
+    out->len = protobuf_c_message_pack(&b.base, (uint8_t *)out->data);
+}
+
+static void spoil_none(Scepwatch__Event *e) { (void)e; }
+static void spoil_stage(Scepwatch__Event *e) { e->stage = (Scepwatch__Stage)999; }
+static void spoil_no_stage(Scepwatch__Event *e) { e->has_stage = 0; }
+static void spoil_platform(Scepwatch__Event *e) { e->platform = (Scepwatch__Platform)77; }
+static void spoil_ts(Scepwatch__Event *e) { e->ts_us = -5; }
+static void spoil_file(Scepwatch__Event *e) { e->has_file_idx = 1; e->file_idx = 3; }
+
+static void
+test_invalid_events_refused(void **state)
+{
+    void (*spoilers[])(Scepwatch__Event *) = { spoil_stage, spoil_no_stage, spoil_platform,
+                                               spoil_ts, spoil_file };
+    struct sw_wire_decoded d;
+    struct sw_buf out;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&out);
+    pack_spoiled(spoil_none, &out);
+    assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    sw_wire_decoded_fini(&d);
+    for (size_t i = 0; i < sizeof spoilers / sizeof spoilers[0]; i++) {
+        pack_spoiled(spoilers[i], &out);
+        assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why),
+                         SW_EPROTO);
+        assert_non_null(strstr(why, "event 0"));
+    }
+    assert_int_equal(sw_wire_decode_batch("\xff\xff\xff", 3, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    sw_buf_fini(&out);
+}
+
+static void
+test_decode_memory_bound(void **state)
+{
+    struct sw_wire_builder *b = sw_wire_builder_new();
+    struct sw_event ev = full_event();
+    struct sw_wire_decoded d;
+    struct sw_buf out;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&out);
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
+    assert_int_equal(sw_wire_builder_pack_batch(b, "a", "h", 1, &out), SW_OK);
+    /* tens of MiB unpacked: refused under a 1 MiB bound, accepted under 64 MiB */
+    assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why),
+                     SW_ETOOBIG);
+    assert_int_equal(sw_wire_decode_batch(out.data, out.len, 64u << 20, &d, why, sizeof why), SW_OK);
+    assert_int_equal(d.count, 20000);
+    sw_wire_decoded_fini(&d);
+    sw_wire_builder_free(b);
+    sw_buf_fini(&out);
+}
+
+static void
+test_identity(void **state)
+{
+    struct sw_event a = full_event(), b = full_event();
+    unsigned char ia[16], ib[16];
+
+    (void)state;
+    /* where it was read does not matter */
+    b.file = sw_slice_cstr("/elsewhere.xml");
+    b.offset = 9;
+    b.host = sw_slice_cstr("other-host");
+    sw_event_identity(&a, ia);
+    sw_event_identity(&b, ib);
+    assert_memory_equal(ia, ib, 16);
+    /* content does */
+    b.line_hash ^= 1;
+    sw_event_identity(&b, ib);
+    assert_memory_not_equal(ia, ib, 16);
+    b = full_event();
+    b.device = sw_slice_cstr("DESKTOP-2.contoso.com");
+    sw_event_identity(&b, ib);
+    assert_memory_not_equal(ia, ib, 16);
+    /* field boundaries are part of the hash */
+    b = full_event();
+    a.txn = sw_slice_cstr("AB");
+    a.thumbprint = sw_slice_cstr("C");
+    b.txn = sw_slice_cstr("A");
+    b.thumbprint = sw_slice_cstr("BC");
+    sw_event_identity(&a, ia);
+    sw_event_identity(&b, ib);
+    assert_memory_not_equal(ia, ib, 16);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_round_trip),
+        cmocka_unit_test(test_invalid_events_refused),
+        cmocka_unit_test(test_decode_memory_bound),
+        cmocka_unit_test(test_identity),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
