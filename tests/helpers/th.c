@@ -145,3 +145,129 @@ th_count_lines(const char *s)
             n++;
     return n;
 }
+
+/* ---- processes ---- */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+int
+th_run(char *const argv[], struct sw_buf *out, struct sw_buf *err)
+{
+    int po[2], pe[2], status;
+    pid_t pid;
+
+    if (pipe(po) != 0 || pipe(pe) != 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    /* read both pipes without deadlock */
+    struct pollfd fds[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+    int open_fds = 2;
+    while (open_fds) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP))) {
+                char tmp[8192];
+                ssize_t n = read(fds[i].fd, tmp, sizeof tmp);
+                if (n <= 0) {
+                    close(fds[i].fd);
+                    fds[i].fd = -1;
+                    open_fds--;
+                } else if (i == 0 ? out != NULL : err != NULL) {
+                    sw_buf_append(i == 0 ? out : err, tmp, (size_t)n);
+                }
+            }
+        }
+    }
+    if (waitpid(pid, &status, 0) < 0)
+        return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+pid_t
+th_start_aggregator(const char *db, const char *url, char *const extra[])
+{
+    char *argv[32];
+    int n = 0, p[2];
+    pid_t pid;
+    char agg[512];
+
+    snprintf(agg, sizeof agg, "%s/scepwatch-aggregator", TH_BIN_DIR);
+    argv[n++] = agg;
+    argv[n++] = "--db";
+    argv[n++] = (char *)db;
+    argv[n++] = "--listen";
+    argv[n++] = (char *)url;
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (pipe(p) != 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    struct sw_buf b;
+    sw_buf_init(&b);
+    for (int waited = 0; waited < 10000;) {
+        struct pollfd fd = { p[0], POLLIN, 0 };
+        int r = poll(&fd, 1, 100);
+        waited += 100;
+        if (r > 0) {
+            char tmp[512];
+            ssize_t k = read(p[0], tmp, sizeof tmp);
+            if (k <= 0)
+                break;
+            sw_buf_append(&b, tmp, (size_t)k);
+            if (b.len && strstr(b.data, "ready on")) {
+                sw_buf_fini(&b);
+                close(p[0]);
+                return pid;
+            }
+        }
+    }
+    sw_buf_fini(&b);
+    close(p[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+int
+th_stop(pid_t pid)
+{
+    int status;
+    kill(pid, SIGTERM);
+    if (waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+char *
+th_temp_dir(void)
+{
+    char tmpl[] = "/tmp/sw-e2e-XXXXXX";
+    return mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+}

@@ -46,3 +46,25 @@ char *th_read_file(const char *path, size_t *len);
 size_t th_count_lines(const char *s);
 
 #endif
+
+/* ---- processes (end-to-end tests) ---- */
+
+#include <sys/types.h>
+
+/*
+ * Runs argv (argv[0] a path), waits, returns the exit status (or 128+signal).
+ * out/err (may be NULL) receive stdout/stderr.  stdin is /dev/null.
+ */
+int th_run(char *const argv[], struct sw_buf *out, struct sw_buf *err);
+
+/*
+ * Starts scepwatch-aggregator --db db --listen url [extra...] and waits (up
+ * to 10 s) for its readiness line.  Returns the pid, or -1.
+ */
+pid_t th_start_aggregator(const char *db, const char *url, char *const extra[]);
+
+/* SIGTERM, then waits; returns the exit status (0 = clean stop). */
+int th_stop(pid_t pid);
+
+/* A fresh temp directory (malloc'd path). */
+char *th_temp_dir(void);
