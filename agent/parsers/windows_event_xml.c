@@ -357,6 +357,13 @@ profile_value(struct agent_scratch *sc, struct sw_slice v)
     return (struct sw_slice){ out, k };
 }
 
+/* agent_profile_from for a value that may be absent. */
+static struct sw_slice
+profile_of(struct agent_scratch *sc, struct sw_slice v)
+{
+    return v.len ? agent_profile_from(sc, v.ptr, v.len) : SW_SLICE_NONE;
+}
+
 /* ---- record boundaries ---- */
 
 /* "<Event" as a whole tag name (not <EventData>, <EventID>, ...). */
@@ -694,7 +701,7 @@ map_dm_306(struct agent_parse_ctx *ctx, const struct xml_event *xe, const struct
 
     dm_common(xe, ev);
     ev->stage = r->stage;
-    ev->profile = agent_profile_from(&st->scratch, key.ptr, key.len);
+    ev->profile = profile_of(&st->scratch, key);
     if (hex_number(res, &v) == 0 && (v & 0x80000000u)) {
         ev->stage = SW_STAGE_ENROLL_FAILED;
         ev->detail = trim_ws(res);
@@ -716,7 +723,7 @@ map_dm_309(struct agent_parse_ctx *ctx, const struct xml_event *xe, const struct
 
     (void)r;
     dm_common(xe, ev);
-    ev->profile = agent_profile_from(&st->scratch, key.ptr, key.len);
+    ev->profile = profile_of(&st->scratch, key);
     if (tp.len)
         ev->thumbprint = agent_hex_lower(&st->scratch, tp.ptr, tp.len);
     if (known && v == 0x1) {
@@ -779,6 +786,8 @@ template_from_attributes(struct sw_slice a)
 {
     const char *end = a.ptr + a.len, *p = a.ptr, *q;
 
+    if (!a.len)
+        return SW_SLICE_NONE;
     while ((q = agent_find(p, (size_t)(end - p), "CertificateTemplate:")) != NULL) {
         if (q == a.ptr || is_xml_space(q[-1])) {
             const char *v = q + 20, *e = v;
