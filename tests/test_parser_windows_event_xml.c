@@ -247,10 +247,12 @@ unknown_provider_or_event_is_ignored(void **state)
         EV(DM, "208", TS, D("Message1", KEY)) "\n"
         EV("Microsoft-Windows-Kernel-General", "306", TS, D("Message1", KEY)) "\n"
         EV(CONN, "4003", TS, D("DeviceId", "d1")) "\n"
-        EV(SEC, "4886x", TS, D("RequestId", "1")) "\n";
+        EV(SEC, "4886x", TS, D("RequestId", "1")) "\n"
+        /* not well-formed, but the prefilter drops it unparsed: noise, not malformed */
+        EV(SEC, "4672", TS, D("PrivilegeList", "a<b")) "\n";
     expect(in, "", counts);
     assert_int_equal(counts[AGENT_COUNT_EVENTS], 0);
-    assert_int_equal(counts[AGENT_COUNT_NOISE], 4);
+    assert_int_equal(counts[AGENT_COUNT_NOISE], 5);
     assert_int_equal(counts[AGENT_COUNT_MALFORMED], 1); /* EventID "4886x" */
 }
 
