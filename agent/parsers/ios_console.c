@@ -15,10 +15,11 @@
  *
  * Time: Console lines carry a time and an offset but no date.  The date
  * comes from opts (--date, else the file's mtime) and is the local calendar
- * date in the line's own offset.  When a date-less line falls more than an
- * hour before the previous one, the local clock has wrapped past midnight
- * and the local date moves on by a day; smaller steps back are lines logged
- * out of order.  Only profiled lines are timed (the prefilter skips the
+ * date in the line's own offset.  When a date-less line's local clock reads
+ * more than an hour before the previous line's, in the same offset, the
+ * clock has wrapped past midnight and the local date moves on by a day;
+ * smaller steps back are lines logged out of order, and a change of offset
+ * (daylight saving, travel) is not a wrap.  Only profiled lines are timed (the prefilter skips the
  * rest), so a wrap is seen as long as profiled lines less than a day apart
  * straddle it.  `log show` lines carry their own date and ignore opts.
  */
@@ -42,7 +43,8 @@ struct ios_state {
     int rtf;                        /* a {\rtf line was seen: decode lines */
     int rtf_ended;                  /* a lone "}" closed that document */
     int have_last;                  /* last_us holds a date-less line's time */
-    int64_t last_us;                /* that time, UTC microseconds */
+    int64_t last_us;                /* that time on the local clock, microseconds */
+    int last_off;                   /* its offset, minutes east of UTC */
     int64_t day_shift;              /* days the local date is past opts' */
 };
 
@@ -611,14 +613,15 @@ line_time(struct agent_parse_ctx *ctx, const struct head *h, int64_t *out)
     if (!o->has_date ||
         sw_time_make(o->date_y, o->date_m, o->date_d, h->h, h->mi, h->s, h->usec, &t) != 0)
         return -1;
-    t += st->day_shift * DAY_US - off * MIN_US;
-    if (st->have_last && t < st->last_us - HOUR_US) {
+    t += st->day_shift * DAY_US;
+    if (st->have_last && off == st->last_off && t < st->last_us - HOUR_US) {
         st->day_shift++;
         t += DAY_US;
     }
     st->last_us = t;
+    st->last_off = off;
     st->have_last = 1;
-    *out = t;
+    *out = t - off * MIN_US;
     return 0;
 }
 
