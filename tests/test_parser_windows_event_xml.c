@@ -466,6 +466,31 @@ record_over_cap_is_malformed(void **state)
     free(in);
 }
 
+/*
+ * Fuzz regression: a 4886 without Attributes did pointer arithmetic on the
+ * absent (NULL) value (clang UBSan: "applying zero offset to null pointer");
+ * so may an event without TimeCreated.  Run under clang's sanitizers to bite.
+ */
+static void
+absent_values_are_not_dereferenced(void **state)
+{
+    (void)state;
+    uint64_t counts[AGENT_COUNT_MAX];
+    const char *in =
+        EV(SEC, "4886", TS, D("RequestId", "4712")) "\n"
+        EV(SEC, "4887", TS, "<Data Name='Attributes'/><Data/><Data Name='Subject'></Data>") "\n"
+        EV(DM, "306", TS, "") "\n"
+        EV(DM, "309", TS, "") "\n"
+        "<Event " NS "><System><Provider Name='" DM "'/><EventID>39</EventID></System></Event>\n";
+    expect(in,
+           OUT_CA("ca_received", ",\"request_id\":\"4712\"")
+           OUT_CA("ca_issued", "")
+           OUT_DM("profile_received", "")
+           OUT_DM("installing", ""),
+           counts);
+    assert_int_equal(counts[AGENT_COUNT_BAD_TIME], 1);
+}
+
 struct feed {
     struct agent_parse_ctx ctx;
     int events;
@@ -572,6 +597,7 @@ main(void)
         cmocka_unit_test(garbage_between_events_is_skipped),
         cmocka_unit_test(bad_timestamp_is_counted),
         cmocka_unit_test(record_over_cap_is_malformed),
+        cmocka_unit_test(absent_values_are_not_dereferenced),
         cmocka_unit_test(hold_offset_pins_an_open_record),
         cmocka_unit_test(probe_claims_only_event_xml),
     };

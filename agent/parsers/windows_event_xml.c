@@ -784,10 +784,11 @@ map_certenroll(struct agent_parse_ctx *ctx, const struct xml_event *xe, const st
 static struct sw_slice
 template_from_attributes(struct sw_slice a)
 {
-    const char *end = a.ptr + a.len, *p = a.ptr, *q;
+    const char *end, *p = a.ptr, *q;
 
     if (!a.len)
-        return SW_SLICE_NONE;
+        return SW_SLICE_NONE; /* absent: ptr may be NULL */
+    end = a.ptr + a.len;
     while ((q = agent_find(p, (size_t)(end - p), "CertificateTemplate:")) != NULL) {
         if (q == a.ptr || is_xml_space(q[-1])) {
             const char *v = q + 20, *e = v;
@@ -909,7 +910,7 @@ record(struct agent_parse_ctx *ctx, const char *p, size_t n, uint64_t offset)
 
     memset(&ev, 0, sizeof ev);
     agent_scratch_reset(&st->scratch);
-    if (sw_time_parse(xe->time.ptr, xe->time.len, 0, &ev.ts_us) != 0) {
+    if (!xe->time.len || sw_time_parse(xe->time.ptr, xe->time.len, 0, &ev.ts_us) != 0) {
         ctx->counts[AGENT_COUNT_BAD_TIME]++;
         return;
     }
