@@ -200,8 +200,11 @@ static const char *
 operation_of(struct sw_slice q)
 {
     static const char *const ops[] = { "GetCACert", "GetCACaps", "PKIOperation" };
-    const char *p = q.ptr, *end = q.ptr + q.len;
+    const char *p = q.ptr, *end;
 
+    if (!q.len)
+        return NULL;
+    end = q.ptr + q.len;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *e = amp ? amp : end;
@@ -331,6 +334,11 @@ iis_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
     agent_scratch_reset(&st->scratch);
     switch (target) {
     case TARGET_MSCEP:
+        if (st->col[COL_QUERY] < 0) {
+            /* the field list has no cs-uri-query: the operation is unknowable */
+            ctx->counts[AGENT_COUNT_MALFORMED]++;
+            return;
+        }
         op = operation_of(c[COL_QUERY]);
         if (!op) {
             ctx->counts[AGENT_COUNT_NOISE]++;
