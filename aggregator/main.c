@@ -133,11 +133,12 @@ main(int argc, char **argv)
         int line = ini_parse(config_file, config_key, &cfg);
         if (line < 0) {
             fprintf(stderr, "scepwatch-aggregator: cannot read config %s\n", config_file);
-            return 1;
+            goto out;
         }
         if (line > 0) {
             fprintf(stderr, "scepwatch-aggregator: %s:%d: bad config line\n", config_file, line);
-            return EXIT_USAGE;
+            rc = EXIT_USAGE;
+            goto out;
         }
     }
     while ((c = getopt_long(argc, argv, "c:d:l:w:vhV", long_opts, NULL)) != -1) {
@@ -147,21 +148,26 @@ main(int argc, char **argv)
         case 'l': set_str(&cfg.listen, optarg); break;
         case 'A': set_str(&cfg.admin_listen, optarg); break;
         case 'w':
-            if (parse_workers(optarg, &cfg.workers) != 0)
-                return usage_error("bad --workers '%s' (1..256)", optarg);
+            if (parse_workers(optarg, &cfg.workers) != 0) {
+                rc = usage_error("bad --workers '%s' (1..256)", optarg);
+                goto out;
+            }
             break;
         case 'v': cfg.verbose = 1; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case 'V': printf("scepwatch-aggregator %s\n", SW_VERSION); return 0;
-        default: return usage_error("%sbad option", "");
+        case 'h': fputs(usage_text, stdout); rc = 0; goto out;
+        case 'V': printf("scepwatch-aggregator %s\n", SW_VERSION); rc = 0; goto out;
+        default: rc = usage_error("%sbad option", ""); goto out;
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!cfg.db)
-        return usage_error("%s--db PATH is required", "");
-    if (!cfg.listen)
-        return usage_error("%s--listen URL is required", "");
+        rc = usage_error("unexpected argument '%s'", argv[optind]);
+    else if (!cfg.db)
+        rc = usage_error("%s--db PATH is required", "");
+    else if (!cfg.listen)
+        rc = usage_error("%s--listen URL is required", "");
+    if (rc == EXIT_USAGE)
+        goto out;
+    rc = 1;
     sw_log_init("scepwatch-aggregator", cfg.verbose ? SW_LOG_DEBUG : SW_LOG_INFO);
 
     /* Block the stop signals in every thread; main waits for them below. */
