@@ -19,6 +19,9 @@
 #include "sw_err.h"
 #include "sw_event.h"
 
+/* Time-link window: a device request and a CA receipt this close are one. */
+#define AGG_LINK_WINDOW_US (120LL * 1000000)
+
 struct agg_store_ops;
 
 /* Implementations embed these as their first member. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_correlate.h"
 #include "sw_log.h"
 #include "sw_time.h"
 
@@ -22,6 +23,7 @@ struct sqlite_store {
     char *path;
     sqlite3 *db;                /* writer */
     sqlite3_stmt *insert;
+    struct agg_corr *corr;      /* correlation on the writer connection */
     pthread_mutex_t lock;
 };
 
@@ -107,6 +109,7 @@ sqlite_close(struct agg_store *base)
     if (!st)
         return;
     sqlite3_finalize(st->insert);
+    agg_corr_close(st->corr);
     sqlite3_close(st->db);
     pthread_mutex_destroy(&st->lock);
     free(st->path);
@@ -133,8 +136,13 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
      * against process crashes, and the commit is what the ack promises. */
     if ((e = exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON;", why, cap)) != SW_OK ||
-        (e = exec(st->db, schema, why, cap)) != SW_OK)
+        (e = exec(st->db, schema, why, cap)) != SW_OK ||
+        (e = exec(st->db, agg_corr_schema, why, cap)) != SW_OK)
         goto fail;
+    if ((e = agg_corr_open(st->db, AGG_LINK_WINDOW_US, &st->corr)) != SW_OK) {
+        set_why(why, cap, st->db, "correlation");
+        goto fail;
+    }
     if (sqlite3_prepare_v2(st->db, insert_sql, -1, &st->insert, NULL) != SQLITE_OK) {
         set_why(why, cap, st->db, "prepare");
         e = SW_EDB;
@@ -212,11 +220,22 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
             e = SW_EDB;
             break;
         }
-        if (sqlite3_changes(st->db))
-            (*stored)++;
-        else
+        if (!sqlite3_changes(st->db)) {
             (*dups)++;
+            continue;
+        }
+        (*stored)++;
+        /* what the correlation must revisit */
+        if (ev->cert == SW_CERT_SCEP && (ev->platform == SW_PLATFORM_ANDROID ||
+            ev->platform == SW_PLATFORM_IOS || ev->platform == SW_PLATFORM_WINDOWS))
+            e = agg_corr_mark_device(st->corr, ev->device.ptr, ev->device.len);
+        else if (ev->platform == SW_PLATFORM_CA && ev->request_id.len)
+            e = agg_corr_mark_request(st->corr, ev->request_id.ptr, ev->request_id.len);
+        if (e != SW_OK)
+            break;
     }
+    if (e == SW_OK && *stored)
+        e = agg_corr_run(st->corr);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {

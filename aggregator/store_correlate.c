@@ -1,0 +1,886 @@
+/*
+ * store_correlate.c - the SQL side of correlation (see store_correlate.h).
+ *
+ * Divisions: schema and statements; loading events; rebuilding devices and
+ * issuances; strong links; time links over an expanding region; derived
+ * status and CA-only rows.
+ */
+#include "store_correlate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "correlate.h"
+#include "sw_log.h"
+
+#define CERTUTIL_SPAN_US (60LL * 1000000)
+
+const char agg_corr_schema[] =
+    "CREATE TABLE IF NOT EXISTS issuances(\n"
+    "  request_id TEXT PRIMARY KEY,\n"
+    "  state INTEGER NOT NULL,           -- the deciding ca_* stage\n"
+    "  recv_lo INTEGER, recv_hi INTEGER, -- receipt time interval, us\n"
+    "  issued_lo INTEGER, issued_hi INTEGER,\n"
+    "  last_us INTEGER,\n"
+    "  serial TEXT, thumbprint TEXT, txn TEXT, subject TEXT, template TEXT, detail TEXT);\n"
+    "CREATE INDEX IF NOT EXISTS iss_thumb ON issuances(thumbprint);\n"
+    "CREATE INDEX IF NOT EXISTS iss_txn ON issuances(txn);\n"
+    "CREATE INDEX IF NOT EXISTS iss_serial ON issuances(serial);\n"
+    "CREATE INDEX IF NOT EXISTS iss_recv ON issuances(recv_lo);\n"
+    "CREATE INDEX IF NOT EXISTS iss_issued ON issuances(issued_lo);\n"
+    "CREATE TABLE IF NOT EXISTS enrollments(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  rowkey TEXT NOT NULL UNIQUE,      -- report order and paging key\n"
+    "  kind INTEGER NOT NULL,            -- 0 device enrollment, 1 CA request no device matched\n"
+    "  device TEXT, platform INTEGER NOT NULL, seq INTEGER, profile TEXT,\n"
+    "  first_us INTEGER, request_us INTEGER, device_issued_us INTEGER, installed_us INTEGER,\n"
+    "  last_us INTEGER, last_stage INTEGER, pending INTEGER, failed INTEGER,\n"
+    "  install_state INTEGER,\n"
+    "  txn TEXT, thumbprint TEXT, serial TEXT, detail TEXT,\n"
+    "  request_id TEXT,                  -- the linked issuance\n"
+    "  link INTEGER NOT NULL DEFAULT 0,  -- enum agg_link\n"
+    "  status INTEGER NOT NULL DEFAULT 0,-- enum agg_status\n"
+    "  since_us INTEGER);                -- in this status since\n"
+    "CREATE INDEX IF NOT EXISTS enr_device ON enrollments(device);\n"
+    "CREATE INDEX IF NOT EXISTS enr_req ON enrollments(request_id);\n"
+    "CREATE INDEX IF NOT EXISTS enr_status ON enrollments(status, since_us);\n"
+    "CREATE INDEX IF NOT EXISTS enr_thumb ON enrollments(thumbprint);\n"
+    "CREATE INDEX IF NOT EXISTS enr_txn ON enrollments(txn);\n"
+    "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial);\n"
+    "CREATE INDEX IF NOT EXISTS enr_request_us ON enrollments(request_us);\n"
+    "CREATE INDEX IF NOT EXISTS enr_dev_issued_us ON enrollments(device_issued_us);\n"
+    "CREATE INDEX IF NOT EXISTS events_request ON events(request_id);\n"
+    "CREATE INDEX IF NOT EXISTS events_device_cert_ts ON events(device, cert, ts_us);\n";
+
+static const char temp_schema[] =
+    "CREATE TEMP TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
+    "CREATE TEMP TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n"
+    "CREATE TEMP TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
+    "CREATE TEMP TABLE IF NOT EXISTS touched_req(request_id TEXT PRIMARY KEY);\n";
+
+enum {
+    S_MARK_DEV, S_MARK_REQ, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
+    S_DEV_EVENTS_NULL, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
+    S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_TOUCHED_ENR_LIST, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
+    S_TOUCHED_REQ_LIST, S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+    [S_MARK_DEV] = "INSERT OR IGNORE INTO dirty_dev(device) VALUES(?1)",
+    [S_MARK_REQ] = "INSERT OR IGNORE INTO dirty_req(request_id) VALUES(?1)",
+    [S_DEV_LIST] = "SELECT device FROM dirty_dev ORDER BY device",
+    [S_REQ_LIST] = "SELECT request_id FROM dirty_req ORDER BY request_id",
+    [S_OLD_ENR] = "SELECT request_id, request_us, device_issued_us FROM enrollments"
+                  " WHERE kind = 0 AND device IS ?1",
+    [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
+    [S_DEV_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
+                     " serial, detail, device FROM events"
+                     " WHERE device = ?1 AND cert = 1 AND platform IN (1, 2, 3)"
+                     " ORDER BY ts_us, ident",
+    [S_DEV_EVENTS_NULL] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
+                          " serial, detail, device FROM events"
+                          " WHERE device IS NULL AND cert = 1 AND platform IN (1, 2, 3)"
+                          " ORDER BY ts_us, ident",
+    [S_INS_ENR] = "INSERT INTO enrollments(rowkey, kind, device, platform, seq, profile, first_us,"
+                  " request_us, device_issued_us, installed_us, last_us, last_stage, pending,"
+                  " failed, install_state, txn, thumbprint, serial, detail)"
+                  " VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                  " ?16, ?17, ?18)",
+    [S_TOUCH_ENR] = "INSERT OR IGNORE INTO touched_enr(id) VALUES(?1)",
+    [S_TOUCH_REQ] = "INSERT OR IGNORE INTO touched_req(request_id) VALUES(?1)",
+    [S_REQ_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
+                     " serial, detail, device, request_id, subject, template FROM events"
+                     " WHERE request_id = ?1 AND platform = 4",
+    [S_PUT_ISS] = "INSERT OR REPLACE INTO issuances(request_id, state, recv_lo, recv_hi,"
+                  " issued_lo, issued_hi, last_us, serial, thumbprint, txn, subject, template,"
+                  " detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [S_CAND_ENR] = "SELECT id, rowkey, request_us, device_issued_us FROM enrollments"
+                   " WHERE kind = 0 AND link IN (0, 4) AND request_us > 0 AND"
+                   " (request_us BETWEEN ?1 AND ?2 OR device_issued_us BETWEEN ?1 AND ?2)",
+    [S_CAND_ISS] = "SELECT i.request_id, i.recv_lo, i.recv_hi, i.issued_lo, i.issued_hi"
+                   " FROM issuances i WHERE (i.recv_lo BETWEEN ?1 AND ?2 OR"
+                   " i.issued_lo BETWEEN ?1 AND ?2) AND NOT EXISTS (SELECT 1 FROM enrollments e"
+                   " WHERE e.request_id = i.request_id AND e.link IN (1, 2, 3))",
+    [S_SET_LINK] = "UPDATE enrollments SET request_id = ?2, link = ?3 WHERE id = ?1",
+    [S_TOUCHED_ENR_LIST] = "SELECT id FROM touched_enr ORDER BY id",
+    [S_ENR_ROW] = "SELECT device, platform, seq, profile, first_us, request_us, device_issued_us,"
+                  " installed_us, last_us, last_stage, pending, failed, install_state, txn,"
+                  " thumbprint, serial, detail, request_id FROM enrollments WHERE id = ?1",
+    [S_ISS_ROW] = "SELECT request_id, state, recv_lo, recv_hi, issued_lo, issued_hi, last_us,"
+                  " serial, thumbprint, txn, subject, template, detail FROM issuances"
+                  " WHERE request_id = ?1",
+    [S_SET_STATUS] = "UPDATE enrollments SET status = ?2, since_us = ?3 WHERE id = ?1",
+    [S_TOUCHED_REQ_LIST] = "SELECT request_id FROM touched_req ORDER BY request_id",
+    [S_REQ_LINKED] = "SELECT 1 FROM enrollments WHERE kind = 0 AND request_id = ?1 LIMIT 1",
+    [S_DEL_CA_ROW] = "DELETE FROM enrollments WHERE kind = 1 AND request_id = ?1",
+    [S_PUT_CA_ROW] = "INSERT OR REPLACE INTO enrollments(rowkey, kind, device, platform, seq,"
+                     " profile, first_us, request_us, device_issued_us, installed_us, last_us,"
+                     " last_stage, pending, failed, install_state, txn, thumbprint, serial,"
+                     " detail, request_id, link, status, since_us)"
+                     " VALUES(?1, 1, NULL, 4, 0, NULL, ?2, ?2, NULL, NULL, ?3, ?4, 0, 0, 0, ?5,"
+                     " ?6, ?7, ?8, ?9, 0, ?10, ?11)",
+};
+
+struct agg_corr {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    int64_t window_us;
+    int64_t lo, hi;             /* the time region the change reaches */
+};
+
+static sw_err
+db_err(struct agg_corr *c, const char *what)
+{
+    sw_error("correlate: %s: %s", what, sqlite3_errmsg(c->db));
+    return SW_EDB;
+}
+
+static sqlite3_stmt *
+stmt(struct agg_corr *c, int which)
+{
+    sqlite3_stmt *s = c->st[which];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+sw_err
+agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out)
+{
+    struct agg_corr *c = calloc(1, sizeof *c);
+    char *err = NULL;
+
+    *out = NULL;
+    if (!c)
+        return SW_ENOMEM;
+    c->db = db;
+    c->window_us = window_us;
+    if (sqlite3_exec(db, temp_schema, NULL, NULL, &err) != SQLITE_OK) {
+        sw_error("correlate: %s", err ? err : "temp schema");
+        sqlite3_free(err);
+        free(c);
+        return SW_EDB;
+    }
+    for (int i = 0; i < S_COUNT; i++)
+        if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) != SQLITE_OK) {
+            sw_error("correlate: prepare %d: %s", i, sqlite3_errmsg(db));
+            agg_corr_close(c);
+            return SW_EDB;
+        }
+    *out = c;
+    return SW_OK;
+}
+
+void
+agg_corr_close(struct agg_corr *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    free(c);
+}
+
+static sw_err
+step_done(struct agg_corr *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SW_OK : db_err(c, what);
+}
+
+sw_err
+agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
+{
+    sqlite3_stmt *s = stmt(c, S_MARK_DEV);
+    sqlite3_bind_text(s, 1, device ? device : "", device ? (int)len : 0, SQLITE_STATIC);
+    return step_done(c, s, "mark device");
+}
+
+sw_err
+agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len)
+{
+    sqlite3_stmt *s = stmt(c, S_MARK_REQ);
+    sqlite3_bind_text(s, 1, request_id, (int)len, SQLITE_STATIC);
+    return step_done(c, s, "mark request");
+}
+
+static void
+extend(struct agg_corr *c, int64_t t)
+{
+    if (t <= 0)
+        return;
+    if (t < c->lo)
+        c->lo = t;
+    if (t > c->hi)
+        c->hi = t;
+}
+
+/* ---- loading events into sw_event arrays (strings copied) ---- */
+
+struct evlist {
+    struct sw_event *ev;
+    size_t n, cap;
+    char *strings;              /* offsets are stored in the slices until fixup */
+    size_t slen, scap;
+};
+
+static void
+evlist_free(struct evlist *l)
+{
+    free(l->ev);
+    free(l->strings);
+    memset(l, 0, sizeof *l);
+}
+
+static int
+evlist_str(struct evlist *l, sqlite3_stmt *s, int col, struct sw_slice *out)
+{
+    const char *p = (const char *)sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    *out = SW_SLICE_NONE;
+    if (!p || !n)
+        return 0;
+    if (l->slen + n > l->scap) {
+        size_t cap = l->scap ? l->scap * 2 : 4096;
+        while (cap < l->slen + n)
+            cap *= 2;
+        char *ns = realloc(l->strings, cap);
+        if (!ns)
+            return -1;
+        l->strings = ns;
+        l->scap = cap;
+    }
+    memcpy(l->strings + l->slen, p, n);
+    out->ptr = (const char *)(uintptr_t)(l->slen + 1); /* offset + 1; fixed up later */
+    out->len = n;
+    l->slen += n;
+    return 0;
+}
+
+static void
+evlist_fixup(struct evlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        struct sw_event *e = &l->ev[i];
+#define X(f) if (e->f.len) e->f.ptr = l->strings + ((uintptr_t)e->f.ptr - 1);
+        SW_EVENT_STR_FIELDS(X)
+#undef X
+    }
+}
+
+/* Columns: source platform stage cert ts profile txn thumbprint serial detail device
+ * [request_id subject template]. */
+static sw_err
+evlist_load(struct agg_corr *c, sqlite3_stmt *s, struct evlist *l, int with_ca)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 64;
+            struct sw_event *ne = realloc(l->ev, cap * sizeof *ne);
+            if (!ne)
+                return SW_ENOMEM;
+            l->ev = ne;
+            l->cap = cap;
+        }
+        struct sw_event *e = &l->ev[l->n++];
+        memset(e, 0, sizeof *e);
+        e->source = (enum sw_source)sqlite3_column_int(s, 0);
+        e->platform = (enum sw_platform)sqlite3_column_int(s, 1);
+        e->stage = (enum sw_stage)sqlite3_column_int(s, 2);
+        e->cert = (enum sw_cert)sqlite3_column_int(s, 3);
+        e->ts_us = sqlite3_column_int64(s, 4);
+        if (evlist_str(l, s, 5, &e->profile) || evlist_str(l, s, 6, &e->txn) ||
+            evlist_str(l, s, 7, &e->thumbprint) || evlist_str(l, s, 8, &e->serial) ||
+            evlist_str(l, s, 9, &e->detail) || evlist_str(l, s, 10, &e->device))
+            return SW_ENOMEM;
+        if (with_ca && (evlist_str(l, s, 11, &e->request_id) || evlist_str(l, s, 12, &e->subject) ||
+                        evlist_str(l, s, 13, &e->template)))
+            return SW_ENOMEM;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(c, "load events");
+    evlist_fixup(l);
+    return SW_OK;
+}
+
+/* ---- rebuilding ---- */
+
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v && *v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void
+bind_time(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+struct seg_ctx {
+    struct agg_corr *c;
+    sw_err err;
+};
+
+static void
+store_enrollment(void *arg, const struct agg_enrollment *e)
+{
+    struct seg_ctx *sc = arg;
+    struct agg_corr *c = sc->c;
+    char rowkey[400];
+    sqlite3_stmt *s;
+
+    if (sc->err != SW_OK)
+        return;
+    snprintf(rowkey, sizeof rowkey, "1|%s|%020lld|%06d", e->device, (long long)e->first_us, e->seq);
+    s = stmt(c, S_INS_ENR);
+    sqlite3_bind_text(s, 1, rowkey, -1, SQLITE_TRANSIENT);
+    bind_text_or_null(s, 2, e->device);
+    sqlite3_bind_int(s, 3, e->platform);
+    sqlite3_bind_int(s, 4, e->seq);
+    bind_text_or_null(s, 5, e->profile);
+    sqlite3_bind_int64(s, 6, e->first_us);
+    bind_time(s, 7, e->request_us);
+    bind_time(s, 8, e->device_issued_us);
+    bind_time(s, 9, e->installed_us);
+    sqlite3_bind_int64(s, 10, e->last_us);
+    sqlite3_bind_int(s, 11, e->last_stage);
+    sqlite3_bind_int(s, 12, e->pending);
+    sqlite3_bind_int(s, 13, e->failed);
+    sqlite3_bind_int(s, 14, e->install_state);
+    bind_text_or_null(s, 15, e->txn);
+    bind_text_or_null(s, 16, e->thumbprint);
+    bind_text_or_null(s, 17, e->serial);
+    bind_text_or_null(s, 18, e->detail);
+    if ((sc->err = step_done(c, s, "insert enrollment")) != SW_OK)
+        return;
+    s = stmt(c, S_TOUCH_ENR);
+    sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(c->db));
+    sc->err = step_done(c, s, "touch enrollment");
+    extend(c, e->request_us);
+    extend(c, e->device_issued_us);
+}
+
+static sw_err
+touch_req(struct agg_corr *c, const char *rid)
+{
+    sqlite3_stmt *s;
+    if (!rid || !*rid)
+        return SW_OK;
+    s = stmt(c, S_TOUCH_REQ);
+    sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+    return step_done(c, s, "touch request");
+}
+
+static sw_err
+rebuild_device(struct agg_corr *c, const char *device)
+{
+    struct evlist l = { 0 };
+    struct seg_ctx sc = { c, SW_OK };
+    sqlite3_stmt *s;
+    int rc;
+    sw_err e;
+
+    /* what the old enrollments held is freed: their issuances need relinking */
+    s = stmt(c, S_OLD_ENR);
+    if (*device)
+        sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *rid = (const char *)sqlite3_column_text(s, 0);
+        extend(c, sqlite3_column_int64(s, 1));
+        extend(c, sqlite3_column_int64(s, 2));
+        if (rid && (e = touch_req(c, rid)) != SW_OK) {
+            sqlite3_reset(s);
+            return e;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(c, "old enrollments");
+    s = stmt(c, S_DEL_ENR);
+    if (*device)
+        sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
+    if ((e = step_done(c, s, "delete enrollments")) != SW_OK)
+        return e;
+    if (*device) {
+        s = stmt(c, S_DEV_EVENTS);
+        sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
+    } else {
+        s = stmt(c, S_DEV_EVENTS_NULL);
+    }
+    if ((e = evlist_load(c, s, &l, 0)) != SW_OK) {
+        evlist_free(&l);
+        return e;
+    }
+    agg_segment_device(l.ev, l.n, store_enrollment, &sc);
+    evlist_free(&l);
+    return sc.err;
+}
+
+static sw_err
+rebuild_issuance(struct agg_corr *c, const char *rid)
+{
+    struct evlist l = { 0 };
+    struct agg_issuance iss;
+    sqlite3_stmt *s = stmt(c, S_REQ_EVENTS);
+    sw_err e;
+
+    sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+    if ((e = evlist_load(c, s, &l, 1)) != SW_OK) {
+        evlist_free(&l);
+        return e;
+    }
+    agg_fold_issuance(l.ev, l.n, &iss);
+    evlist_free(&l);
+    if (!iss.request_id[0])
+        return SW_OK;
+    s = stmt(c, S_PUT_ISS);
+    sqlite3_bind_text(s, 1, iss.request_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 2, iss.state);
+    bind_time(s, 3, iss.recv_lo);
+    bind_time(s, 4, iss.recv_hi);
+    bind_time(s, 5, iss.issued_lo);
+    bind_time(s, 6, iss.issued_hi);
+    sqlite3_bind_int64(s, 7, iss.last_us);
+    bind_text_or_null(s, 8, iss.serial);
+    bind_text_or_null(s, 9, iss.thumbprint);
+    bind_text_or_null(s, 10, iss.txn);
+    bind_text_or_null(s, 11, iss.subject);
+    bind_text_or_null(s, 12, iss.template_name);
+    bind_text_or_null(s, 13, iss.detail);
+    if ((e = step_done(c, s, "put issuance")) != SW_OK)
+        return e;
+    extend(c, iss.recv_lo);
+    extend(c, iss.issued_lo);
+    return touch_req(c, rid);
+}
+
+/* Runs fn(c, text) for each row of a one-column query (rows copied first). */
+static sw_err
+for_each_text(struct agg_corr *c, int which, sw_err (*fn)(struct agg_corr *, const char *))
+{
+    char **items = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s = stmt(c, which);
+    sw_err e = SW_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **ni = realloc(items, cap * sizeof *ni);
+            if (!ni) {
+                e = SW_ENOMEM;
+                break;
+            }
+            items = ni;
+        }
+        if (!(items[n] = strdup(t ? t : ""))) {
+            e = SW_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(s);
+    if (e == SW_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        e = db_err(c, "list");
+    for (size_t i = 0; i < n; i++) {
+        if (e == SW_OK)
+            e = fn(c, items[i]);
+        free(items[i]);
+    }
+    free(items);
+    return e;
+}
+
+/* ---- links ---- */
+
+static sw_err
+exec(struct agg_corr *c, const char *q)
+{
+    char *err = NULL;
+    if (sqlite3_exec(c->db, q, NULL, NULL, &err) != SQLITE_OK) {
+        sw_error("correlate: %s", err ? err : q);
+        sqlite3_free(err);
+        return SW_EDB;
+    }
+    return SW_OK;
+}
+
+static const char strong_links[] =
+    /* enrollments holding or matching a touched issuance are re-decided */
+    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM enrollments e"
+    " JOIN touched_req t ON e.request_id = t.request_id WHERE e.kind = 0;\n"
+    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
+    " JOIN issuances i ON i.request_id = t.request_id"
+    " JOIN enrollments e ON e.thumbprint = i.thumbprint WHERE e.kind = 0;\n"
+    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
+    " JOIN issuances i ON i.request_id = t.request_id"
+    " JOIN enrollments e ON e.txn = i.txn WHERE e.kind = 0;\n"
+    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
+    " JOIN issuances i ON i.request_id = t.request_id"
+    " JOIN enrollments e ON e.serial = i.serial WHERE e.kind = 0;\n"
+    "UPDATE enrollments SET request_id = NULL, link = 0"
+    " WHERE id IN (SELECT id FROM touched_enr) AND link IN (1, 2, 3);\n"
+    /* strongest key first; several matches: the lowest request id */
+    "UPDATE enrollments SET link = 1, request_id = (SELECT MIN(i.request_id) FROM issuances i"
+    " WHERE i.thumbprint = enrollments.thumbprint)"
+    " WHERE id IN (SELECT id FROM touched_enr) AND thumbprint IS NOT NULL AND link IN (0, 4)"
+    " AND EXISTS (SELECT 1 FROM issuances i WHERE i.thumbprint = enrollments.thumbprint);\n"
+    "UPDATE enrollments SET link = 2, request_id = (SELECT MIN(i.request_id) FROM issuances i"
+    " WHERE i.txn = enrollments.txn)"
+    " WHERE id IN (SELECT id FROM touched_enr) AND txn IS NOT NULL AND link IN (0, 4)"
+    " AND EXISTS (SELECT 1 FROM issuances i WHERE i.txn = enrollments.txn);\n"
+    "UPDATE enrollments SET link = 3, request_id = (SELECT MIN(i.request_id) FROM issuances i"
+    " WHERE i.serial = enrollments.serial)"
+    " WHERE id IN (SELECT id FROM touched_enr) AND serial IS NOT NULL AND link IN (0, 4)"
+    " AND EXISTS (SELECT 1 FROM issuances i WHERE i.serial = enrollments.serial);\n"
+    /* an issuance taken by a strong link is no longer free for time links */
+    "INSERT OR IGNORE INTO touched_req(request_id) SELECT request_id FROM enrollments"
+    " WHERE id IN (SELECT id FROM touched_enr) AND link IN (1, 2, 3);\n";
+
+struct cands {
+    struct agg_cand_enr *enr;
+    int64_t *enr_id;
+    char **enr_key;
+    size_t ne, ecap;
+    struct agg_cand_iss *iss;
+    char **iss_key;
+    size_t ni, icap;
+};
+
+static void
+cands_clear(struct cands *k)
+{
+    for (size_t i = 0; i < k->ne; i++)
+        free(k->enr_key[i]);
+    for (size_t i = 0; i < k->ni; i++)
+        free(k->iss_key[i]);
+    k->ne = k->ni = 0;
+}
+
+static void
+cands_free(struct cands *k)
+{
+    cands_clear(k);
+    free(k->enr);
+    free(k->enr_id);
+    free(k->enr_key);
+    free(k->iss);
+    free(k->iss_key);
+}
+
+static int
+grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 64;
+    void *q = realloc(*p, nc * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+static sw_err
+load_candidates(struct agg_corr *c, int64_t lo, int64_t hi, struct cands *k,
+                int64_t *min_t, int64_t *max_t)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    cands_clear(k);
+    *min_t = INT64_MAX;
+    *max_t = INT64_MIN;
+#define SEE(t) do { if ((t) > 0) { if ((t) < *min_t) *min_t = (t); if ((t) > *max_t) *max_t = (t); } } while (0)
+    s = stmt(c, S_CAND_ENR);
+    sqlite3_bind_int64(s, 1, lo);
+    sqlite3_bind_int64(s, 2, hi);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t cap = k->ecap;
+        if (grow((void **)&k->enr, &cap, k->ne, sizeof *k->enr) ||
+            grow((void **)&k->enr_id, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_id) ||
+            grow((void **)&k->enr_key, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_key))
+            goto oom;
+        k->ecap = cap;
+        const char *key = (const char *)sqlite3_column_text(s, 1);
+        k->enr_id[k->ne] = sqlite3_column_int64(s, 0);
+        if (!(k->enr_key[k->ne] = strdup(key ? key : "")))
+            goto oom;
+        k->enr[k->ne] = (struct agg_cand_enr){ sqlite3_column_int64(s, 2),
+                                               sqlite3_column_int64(s, 3), k->enr_key[k->ne], -1 };
+        SEE(k->enr[k->ne].request_us);
+        SEE(k->enr[k->ne].device_issued_us);
+        k->ne++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(c, "candidate enrollments");
+    s = stmt(c, S_CAND_ISS);
+    sqlite3_bind_int64(s, 1, lo);
+    sqlite3_bind_int64(s, 2, hi);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t cap = k->icap;
+        if (grow((void **)&k->iss, &cap, k->ni, sizeof *k->iss) ||
+            grow((void **)&k->iss_key, &(size_t){ k->icap }, k->ni, sizeof *k->iss_key))
+            goto oom;
+        k->icap = cap;
+        const char *key = (const char *)sqlite3_column_text(s, 0);
+        if (!(k->iss_key[k->ni] = strdup(key ? key : "")))
+            goto oom;
+        k->iss[k->ni] = (struct agg_cand_iss){ sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
+                                               sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
+                                               k->iss_key[k->ni], -1 };
+        SEE(k->iss[k->ni].recv_lo);
+        SEE(k->iss[k->ni].recv_hi);
+        SEE(k->iss[k->ni].issued_lo);
+        SEE(k->iss[k->ni].issued_hi);
+        k->ni++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(c, "candidate issuances");
+#undef SEE
+    return SW_OK;
+oom:
+    sqlite3_reset(s);
+    return SW_ENOMEM;
+}
+
+static sw_err
+time_links(struct agg_corr *c)
+{
+    struct cands k = { 0 };
+    int64_t reach = c->window_us + CERTUTIL_SPAN_US;
+    int64_t lo = c->lo, hi = c->hi, min_t, max_t;
+    sw_err e;
+
+    if (lo > hi)
+        return SW_OK;
+    /* grow the region until every candidate near its edge is inside */
+    for (;;) {
+        if ((e = load_candidates(c, lo - reach, hi + reach, &k, &min_t, &max_t)) != SW_OK)
+            goto out;
+        if (min_t >= lo && max_t <= hi)
+            break;
+        if (min_t < lo)
+            lo = min_t;
+        if (max_t > hi)
+            hi = max_t;
+    }
+    if (agg_match_time(k.enr, k.ne, k.iss, k.ni, c->window_us) != 0) {
+        e = SW_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < k.ne; i++) {
+        sqlite3_stmt *s = stmt(c, S_SET_LINK);
+        sqlite3_bind_int64(s, 1, k.enr_id[i]);
+        if (k.enr[i].match >= 0) {
+            sqlite3_bind_text(s, 2, k.iss_key[k.enr[i].match], -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int(s, 3, AGG_LINK_TIME);
+        } else {
+            sqlite3_bind_null(s, 2);
+            sqlite3_bind_int(s, 3, AGG_LINK_NONE);
+        }
+        if ((e = step_done(c, s, "set link")) != SW_OK)
+            goto out;
+        s = stmt(c, S_TOUCH_ENR);
+        sqlite3_bind_int64(s, 1, k.enr_id[i]);
+        if ((e = step_done(c, s, "touch")) != SW_OK)
+            goto out;
+    }
+    for (size_t i = 0; i < k.ni; i++)
+        if ((e = touch_req(c, k.iss_key[i])) != SW_OK)
+            goto out;
+    e = SW_OK;
+out:
+    cands_free(&k);
+    return e;
+}
+
+/* ---- derived status ---- */
+
+static void
+col_copy(sqlite3_stmt *s, int col, char *dst, size_t cap)
+{
+    const char *p = (const char *)sqlite3_column_text(s, col);
+    snprintf(dst, cap, "%s", p ? p : "");
+}
+
+static int
+load_issuance(struct agg_corr *c, const char *rid, struct agg_issuance *iss)
+{
+    sqlite3_stmt *s = stmt(c, S_ISS_ROW);
+    int found = 0;
+    sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        memset(iss, 0, sizeof *iss);
+        col_copy(s, 0, iss->request_id, sizeof iss->request_id);
+        iss->state = (enum sw_stage)sqlite3_column_int(s, 1);
+        iss->recv_lo = sqlite3_column_int64(s, 2);
+        iss->recv_hi = sqlite3_column_int64(s, 3);
+        iss->issued_lo = sqlite3_column_int64(s, 4);
+        iss->issued_hi = sqlite3_column_int64(s, 5);
+        iss->last_us = sqlite3_column_int64(s, 6);
+        col_copy(s, 7, iss->serial, sizeof iss->serial);
+        col_copy(s, 8, iss->thumbprint, sizeof iss->thumbprint);
+        col_copy(s, 9, iss->txn, sizeof iss->txn);
+        col_copy(s, 10, iss->subject, sizeof iss->subject);
+        col_copy(s, 11, iss->template_name, sizeof iss->template_name);
+        col_copy(s, 12, iss->detail, sizeof iss->detail);
+        found = 1;
+    }
+    sqlite3_reset(s);
+    return found;
+}
+
+static sw_err
+refresh_enrollment(struct agg_corr *c, int64_t id)
+{
+    struct agg_enrollment e;
+    struct agg_issuance iss;
+    char rid[64] = "";
+    int64_t since = 0;
+    sqlite3_stmt *s = stmt(c, S_ENR_ROW);
+    int has_iss = 0;
+
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return SW_OK; /* deleted by a rebuild */
+    }
+    memset(&e, 0, sizeof e);
+    col_copy(s, 0, e.device, sizeof e.device);
+    e.platform = (enum sw_platform)sqlite3_column_int(s, 1);
+    e.seq = sqlite3_column_int(s, 2);
+    col_copy(s, 3, e.profile, sizeof e.profile);
+    e.first_us = sqlite3_column_int64(s, 4);
+    e.request_us = sqlite3_column_int64(s, 5);
+    e.device_issued_us = sqlite3_column_int64(s, 6);
+    e.installed_us = sqlite3_column_int64(s, 7);
+    e.last_us = sqlite3_column_int64(s, 8);
+    e.last_stage = (enum sw_stage)sqlite3_column_int(s, 9);
+    e.pending = sqlite3_column_int(s, 10);
+    e.failed = sqlite3_column_int(s, 11);
+    e.install_state = (enum sw_stage)sqlite3_column_int(s, 12);
+    col_copy(s, 16, e.detail, sizeof e.detail);
+    col_copy(s, 17, rid, sizeof rid);
+    sqlite3_reset(s);
+    if (rid[0])
+        has_iss = load_issuance(c, rid, &iss);
+    enum agg_status st = agg_enrollment_status(&e, has_iss ? &iss : NULL, &since);
+    s = stmt(c, S_SET_STATUS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, st);
+    bind_time(s, 3, since);
+    return step_done(c, s, "set status");
+}
+
+static sw_err
+refresh_request(struct agg_corr *c, const char *rid)
+{
+    struct agg_issuance iss;
+    sqlite3_stmt *s = stmt(c, S_REQ_LINKED);
+    int linked;
+    char rowkey[64];
+    int64_t since = 0;
+
+    sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+    linked = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    if (linked || !load_issuance(c, rid, &iss)) {
+        s = stmt(c, S_DEL_CA_ROW);
+        sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+        return step_done(c, s, "delete CA row");
+    }
+    enum agg_status st = agg_orphan_status(&iss, &since);
+    /* numeric ids sort numerically */
+    if (strspn(rid, "0123456789") == strlen(rid) && strlen(rid) <= 20)
+        snprintf(rowkey, sizeof rowkey, "2|%020llu", strtoull(rid, NULL, 10));
+    else
+        snprintf(rowkey, sizeof rowkey, "2|%s", rid);
+    s = stmt(c, S_PUT_CA_ROW);
+    sqlite3_bind_text(s, 1, rowkey, -1, SQLITE_TRANSIENT);
+    bind_time(s, 2, iss.recv_lo ? iss.recv_lo : iss.last_us);
+    sqlite3_bind_int64(s, 3, iss.last_us);
+    sqlite3_bind_int(s, 4, iss.state);
+    bind_text_or_null(s, 5, iss.txn);
+    bind_text_or_null(s, 6, iss.thumbprint);
+    bind_text_or_null(s, 7, iss.serial);
+    bind_text_or_null(s, 8, iss.state == SW_STAGE_CA_REVOKED ? "revoked" : iss.detail);
+    sqlite3_bind_text(s, 9, rid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 10, st);
+    bind_time(s, 11, since);
+    return step_done(c, s, "put CA row");
+}
+
+sw_err
+agg_corr_run(struct agg_corr *c)
+{
+    sqlite3_stmt *s;
+    sw_err e;
+    int rc;
+
+    c->lo = INT64_MAX;
+    c->hi = INT64_MIN;
+    if ((e = for_each_text(c, S_DEV_LIST, rebuild_device)) != SW_OK ||
+        (e = for_each_text(c, S_REQ_LIST, rebuild_issuance)) != SW_OK ||
+        (e = exec(c, strong_links)) != SW_OK)
+        return e;
+    /* the region also covers where relinked enrollments and issuances sit */
+    {
+        static const char q[] =
+            "SELECT MIN(t), MAX(t) FROM ("
+            " SELECT request_us AS t FROM enrollments WHERE id IN (SELECT id FROM touched_enr)"
+            " UNION ALL SELECT device_issued_us FROM enrollments WHERE id IN (SELECT id FROM touched_enr)"
+            " UNION ALL SELECT recv_lo FROM issuances WHERE request_id IN (SELECT request_id FROM touched_req)"
+            " UNION ALL SELECT issued_lo FROM issuances WHERE request_id IN (SELECT request_id FROM touched_req))"
+            " WHERE t > 0";
+        if (sqlite3_prepare_v2(c->db, q, -1, &s, NULL) != SQLITE_OK)
+            return db_err(c, "region");
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+            extend(c, sqlite3_column_int64(s, 0));
+            extend(c, sqlite3_column_int64(s, 1));
+        }
+        sqlite3_finalize(s);
+    }
+    if ((e = time_links(c)) != SW_OK)
+        return e;
+    /* derived status of everything touched */
+    s = stmt(c, S_TOUCHED_ENR_LIST);
+    {
+        int64_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (grow((void **)&ids, &cap, n, sizeof *ids)) {
+                sqlite3_reset(s);
+                free(ids);
+                return SW_ENOMEM;
+            }
+            ids[n++] = sqlite3_column_int64(s, 0);
+        }
+        sqlite3_reset(s);
+        for (size_t i = 0; i < n && e == SW_OK; i++)
+            e = refresh_enrollment(c, ids[i]);
+        free(ids);
+        if (e != SW_OK)
+            return e;
+    }
+    if ((e = for_each_text(c, S_TOUCHED_REQ_LIST, refresh_request)) != SW_OK)
+        return e;
+    return exec(c, "DELETE FROM dirty_dev; DELETE FROM dirty_req;"
+                   " DELETE FROM touched_enr; DELETE FROM touched_req;");
+}

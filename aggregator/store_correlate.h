@@ -1,0 +1,42 @@
+/*
+ * store_correlate.h - keeps the SQLite store's enrollments and issuances
+ * up to date as batches arrive (called inside the ingest transaction, so
+ * an acknowledged batch is always correlated).
+ *
+ * The ingest loop marks what a batch touched (devices with new SCEP
+ * events, CA request ids with new events) in temp tables.
+ * agg_corr_run then rebuilds those devices' enrollments and those
+ * requests' issuances from their events, relinks by thumbprint, txn and
+ * serial, and re-runs the time-window matching over every stretch of time
+ * the change can reach (expanded until no candidate lies within the
+ * window of its edge), so the result depends only on the set of stored
+ * events, never on the order they came in.
+ *
+ * Thread: the writer connection's thread, inside its transaction.
+ */
+#ifndef AGG_STORE_CORRELATE_H
+#define AGG_STORE_CORRELATE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sw_err.h"
+
+/* Schema of the correlation tables (run at open). */
+extern const char agg_corr_schema[];
+
+struct agg_corr;
+
+/* Prepares the temp tables and statements on the writer connection. */
+sw_err agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out);
+void agg_corr_close(struct agg_corr *c);
+
+/* Marks a device / request id dirty (from the ingest loop). */
+sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
+sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
+
+/* Processes and clears the dirty sets. SW_EDB / SW_ENOMEM. */
+sw_err agg_corr_run(struct agg_corr *c);
+
+#endif
