@@ -1,16 +1,32 @@
 /*
  * main.c - scepwatch-agent: argv, subcommands, wiring.  No parsing logic.
+ *
+ * `run` threads: the main thread runs the tail loop (agent_tail_cycle,
+ * then poll() on the inotify and signal descriptors); one pump thread
+ * (send.h) ships the spool.  They share only the spool, which serialises
+ * its calls.  SIGINT/SIGTERM are blocked in every thread and read from a
+ * signalfd by the main thread.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "parse.h"
 #include "send.h"
+#include "spool.h"
 #include "sw_buf.h"
+#include "tail.h"
 #include "sw_json.h"
 #include "sw_log.h"
 #include "sw_time.h"
@@ -19,10 +35,14 @@
 
 static const char usage_text[] =
     "usage: scepwatch-agent COMMAND [OPTIONS] FILE...\n"
+    "       scepwatch-agent run --aggregator URL --state-dir DIR [OPTIONS] PATH-OR-GLOB...\n"
+    "       scepwatch-agent --config FILE\n"
     "\n"
     "Extracts SCEP certificate lifecycle events from device and server logs.\n"
     "\n"
     "commands:\n"
+    "  run     follow files and globs for good (rotation- and restart-safe),\n"
+    "          spool events on disk, ship them; see 'scepwatch-agent run --help'\n"
     "  parse   print the events of FILEs as JSON Lines on stdout (no network)\n"
     "  send    ship the events of FILEs to the aggregator once, wait for its ack\n"
     "  formats list the log formats this agent reads\n"
@@ -343,6 +363,649 @@ cmd_formats(void)
     return 0;
 }
 
+/* ---- run: configuration ---- */
+
+enum run_type { RK_STR, RK_SIZE, RK_INT, RK_PATHS, RK_FORMAT, RK_TZ, RK_BOOL };
+
+struct run_conf {
+    char *aggregator;               /* nng address */
+    char *state_dir;                /* checkpoints and spool */
+    char *format;                   /* parser name or "auto" */
+    char *device;                   /* for files whose path names none */
+    char **paths;                   /* globs */
+    size_t n_paths;
+    uint64_t spool_max_bytes;       /* bound on spooled bytes */
+    long poll_ms;                   /* rescan period, ms */
+    long timeout_ms;                /* per Ingest call, ms */
+    long stop_drain_ms;             /* at a stop: keep sending this long, ms */
+    char *tz;                       /* zone of time stamps without one */
+    char *agent_id;                 /* identity in batches; NULL = host name */
+    int inotify;                    /* 0 = polling only */
+    int verbose;                    /* debug logging */
+};
+
+/* One row per setting: the config key, and the flag --key (with '-' for '_'). */
+struct run_key {
+    enum run_type type;
+    const char *name;               /* config key */
+    int short_opt;                  /* single-letter flag, or 0 */
+    const char *def;                /* default, parsed like a value; NULL = none */
+    size_t off;                     /* field in struct run_conf */
+    long min, max;                  /* RK_INT / RK_SIZE range */
+    const char *help;
+};
+
+#define RC(f) offsetof(struct run_conf, f)
+
+static const struct run_key run_keys[] = {
+    { RK_STR, "aggregator", 'a', NULL, RC(aggregator), 0, 0,
+      "aggregator address (default $SCEPWATCH_AGGREGATOR or tcp://127.0.0.1:7400)" },
+    { RK_STR, "state_dir", 's', NULL, RC(state_dir), 0, 0,
+      "directory of the checkpoints and the spool (required; created 0700)" },
+    { RK_FORMAT, "format", 'f', "auto", RC(format), 0, 0,
+      "log format, or auto (decided per file)" },
+    { RK_STR, "device", 'd', NULL, RC(device), 0, 0,
+      "device identity for files whose path has no {device}" },
+    { RK_PATHS, "paths", 0, NULL, RC(paths), 0, 0,
+      "files and globs to follow (several, or repeated); a {device} component names "
+      "the device" },
+    { RK_SIZE, "spool_max_bytes", 0, "64M", RC(spool_max_bytes), AGENT_SPOOL_MIN_BYTES,
+      1L << 40, "bound on the on-disk spool (K, M, G suffixes); when full, reading pauses" },
+    { RK_INT, "poll_ms", 0, "1000", RC(poll_ms), 10, 3600000,
+      "rescan period in ms (inotify wakes earlier)" },
+    { RK_INT, "timeout_ms", 0, "5000", RC(timeout_ms), 100, 3600000,
+      "per call to the aggregator, ms" },
+    { RK_INT, "stop_drain_ms", 0, "10000", RC(stop_drain_ms), 0, 3600000,
+      "at a stop, keep sending the spool this long while the aggregator answers" },
+    { RK_TZ, "tz", 0, "Z", RC(tz), 0, 0, "zone of time stamps that carry none (+HH:MM)" },
+    { RK_STR, "agent_id", 0, NULL, RC(agent_id), 0, 0, "agent identity (default host name)" },
+    { RK_BOOL, "inotify", 0, "yes", RC(inotify), 0, 0,
+      "watch directories with inotify (polling alone is correct, just slower)" },
+    { RK_BOOL, "verbose", 'v', "no", RC(verbose), 0, 0, "debug logging" },
+    { 0, NULL, 0, NULL, 0, 0, 0, NULL },
+};
+
+static void
+run_conf_fini(struct run_conf *c)
+{
+    for (const struct run_key *k = run_keys; k->name; k++) {
+        char **slot = (char **)((char *)c + k->off);
+        if (k->type == RK_STR || k->type == RK_FORMAT || k->type == RK_TZ)
+            free(*slot);
+    }
+    for (size_t i = 0; i < c->n_paths; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    memset(c, 0, sizeof(*c));
+}
+
+static int
+add_path(struct run_conf *c, const char *p, size_t n)
+{
+    char **np = realloc(c->paths, (c->n_paths + 1) * sizeof(*np));
+    if (np == NULL)
+        return -1;
+    c->paths = np;
+    c->paths[c->n_paths] = malloc(n + 1);
+    if (c->paths[c->n_paths] == NULL)
+        return -1;
+    memcpy(c->paths[c->n_paths], p, n);
+    c->paths[c->n_paths][n] = '\0';
+    c->n_paths++;
+    return 0;
+}
+
+/* "64M", "512K", "1G", "65536" (binary multiples; a trailing B or iB is allowed). */
+static int
+parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = 1;
+
+    if (errno || end == s || *s == '-')
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ULL << 10; end++; break;
+    case 'm': case 'M': mul = 1ULL << 20; end++; break;
+    case 'g': case 'G': mul = 1ULL << 30; end++; break;
+    default: break;
+    }
+    if (mul > 1 && (*end == 'i' || *end == 'I'))
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end || v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* Strips one pair of surrounding double quotes, into a new string. */
+static char *
+unquote(const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"')
+        return strndup(v + 1, n - 2);
+    return strdup(v);
+}
+
+/*
+ * Sets key k from text v.  Returns 0, or -1 with why filled.  replace_paths:
+ * the first path given here replaces those from an earlier source.
+ */
+static int
+run_set(struct run_conf *c, const struct run_key *k, const char *v, char *why, size_t cap)
+{
+    void *slot = (char *)c + k->off;
+
+    switch (k->type) {
+    case RK_STR:
+    case RK_FORMAT:
+    case RK_TZ: {
+        char *d = unquote(v);
+        if (d == NULL) {
+            snprintf(why, cap, "out of memory");
+            return -1;
+        }
+        if (!*d && k->type != RK_STR) {
+            free(d);
+            snprintf(why, cap, "%s: empty value", k->name);
+            return -1;
+        }
+        if (k->type == RK_FORMAT && strcmp(d, "auto") != 0 && !agent_parser_find(d)) {
+            snprintf(why, cap, "%s: unknown format '%.100s' (see 'scepwatch-agent formats')",
+                     k->name, d);
+            free(d);
+            return -1;
+        }
+        if (k->type == RK_TZ) {
+            int off;
+            if (sw_parse_tz(d, strlen(d), &off) != (int)strlen(d)) {
+                snprintf(why, cap, "%s: bad zone '%.100s' (want +HH:MM, -HHMM or Z)", k->name, d);
+                free(d);
+                return -1;
+            }
+        }
+        free(*(char **)slot);
+        *(char **)slot = *d ? d : NULL;
+        if (!*d)
+            free(d);
+        return 0;
+    }
+    case RK_SIZE: {
+        uint64_t n;
+        if (parse_size(v, &n) != 0 || n < (uint64_t)k->min || n > (uint64_t)k->max) {
+            snprintf(why, cap, "%s: bad size '%.100s' (%ld to %ld bytes; K, M, G suffixes)",
+                     k->name, v, k->min, k->max);
+            return -1;
+        }
+        *(uint64_t *)slot = n;
+        return 0;
+    }
+    case RK_INT: {
+        long n;
+        if (parse_uint(v, k->max, &n) != 0 || n < k->min) {
+            snprintf(why, cap, "%s: bad value '%.100s' (%ld to %ld)", k->name, v, k->min, k->max);
+            return -1;
+        }
+        *(long *)slot = n;
+        return 0;
+    }
+    case RK_BOOL:
+        if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on")) {
+            *(int *)slot = 1;
+        } else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false") ||
+                   !strcmp(v, "off")) {
+            *(int *)slot = 0;
+        } else {
+            snprintf(why, cap, "%s: bad boolean '%.100s' (yes or no)", k->name, v);
+            return -1;
+        }
+        return 0;
+    case RK_PATHS:
+        /* several per value, split at white space; "..." keeps spaces */
+        for (const char *p = v; *p;) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (!*p)
+                break;
+            const char *e;
+            if (*p == '"') {
+                e = strchr(p + 1, '"');
+                if (e == NULL) {
+                    snprintf(why, cap, "%s: unterminated quote", k->name);
+                    return -1;
+                }
+                if (add_path(c, p + 1, (size_t)(e - p - 1)) != 0)
+                    goto oom;
+                p = e + 1;
+                continue;
+            }
+            for (e = p; *e && *e != ' ' && *e != '\t'; e++)
+                ;
+            if (add_path(c, p, (size_t)(e - p)) != 0)
+                goto oom;
+            p = e;
+        }
+        return 0;
+    }
+    snprintf(why, cap, "%s: unsupported", k->name);
+    return -1;
+oom:
+    snprintf(why, cap, "out of memory");
+    return -1;
+}
+
+static const struct run_key *
+run_key_find(const char *name)
+{
+    for (const struct run_key *k = run_keys; k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+/* Reading the config file: lines are counted here, so errors name the right one. */
+struct ini_ctx {
+    struct run_conf *c;
+    FILE *f;
+    int line;                       /* physical line just read */
+    int err_line;                   /* first error, 0 = none */
+    char why[600];
+};
+
+static char *
+conf_reader(char *str, int num, void *stream)
+{
+    struct ini_ctx *x = stream;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, x->f);
+
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    x->line++;
+    if (n >= num - 1 && !(n == num - 1 && line[n - 1] == '\n')) {
+        /* inih would cut it and read the rest as another line */
+        if (!x->err_line) {
+            x->err_line = x->line;
+            snprintf(x->why, sizeof x->why, "line too long (at most %d characters); "
+                     "split a list over several lines", num - 2);
+        }
+        snprintf(str, (size_t)num, ";\n");
+    } else {
+        memcpy(str, line, (size_t)n + 1);
+    }
+    free(line);
+    return str;
+}
+
+static int
+conf_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *x = user;
+    const struct run_key *k;
+    char why[512];
+
+    if (x->err_line)
+        return 1;                       /* report the first error only */
+    if (*section && strcmp(section, "agent") != 0) {
+        x->err_line = x->line;
+        snprintf(x->why, sizeof x->why, "unknown section [%.100s] (keys go at the top or "
+                 "under [agent])", section);
+        return 1;
+    }
+    k = run_key_find(name);
+    if (k == NULL) {
+        x->err_line = x->line;
+        snprintf(x->why, sizeof x->why, "unknown key '%.100s'", name);
+        return 1;
+    }
+    if (run_set(x->c, k, value, why, sizeof why) != 0) {
+        x->err_line = x->line;
+        snprintf(x->why, sizeof x->why, "%s", why);
+    }
+    return 1;
+}
+
+/* Reads FILE into c.  Returns -1 to go on, or an exit status (message printed). */
+static int
+run_read_config(struct run_conf *c, const char *file)
+{
+    struct ini_ctx x;
+    int rc;
+
+    memset(&x, 0, sizeof x);
+    x.c = c;
+    x.f = fopen(file, "r");
+    if (x.f == NULL) {
+        fprintf(stderr, "scepwatch-agent: %s: cannot open: %s\n", file, strerror(errno));
+        return EXIT_USAGE;
+    }
+    rc = ini_parse_stream(conf_reader, &x, conf_handler, &x);
+    fclose(x.f);
+    if (x.err_line) {
+        fprintf(stderr, "scepwatch-agent: %s:%d: %s\n", file, x.err_line, x.why);
+        return EXIT_USAGE;
+    }
+    if (rc > 0) {
+        fprintf(stderr, "scepwatch-agent: %s:%d: syntax error (want key = value, or [agent])\n",
+                file, rc);
+        return EXIT_USAGE;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "scepwatch-agent: %s: cannot read\n", file);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+static void
+run_usage(void)
+{
+    printf("usage: scepwatch-agent run --aggregator URL --state-dir DIR [OPTIONS] "
+           "PATH-OR-GLOB...\n"
+           "       scepwatch-agent run --config FILE [OPTIONS] [PATH-OR-GLOB...]\n"
+           "       scepwatch-agent --config FILE\n"
+           "\n"
+           "Follows the files (through rotation and restarts), spools their events on disk\n"
+           "and ships them to the aggregator; an event leaves the spool only once the\n"
+           "aggregator has stored it.  Runs in the foreground; SIGTERM/SIGINT stop it\n"
+           "cleanly.  Quote globs: 'LOGS/{device}/OMADM*.log'.\n"
+           "\n"
+           "Every option is also a key of the INI config file (FILE:LINE errors), e.g.\n"
+           "state_dir = /var/lib/scepwatch-agent; flags override the file, and paths given\n"
+           "on the command line replace the file's.\n"
+           "\n"
+           "  -c, --config FILE\n");
+    for (const struct run_key *k = run_keys; k->name; k++) {
+        char flag[64];
+        size_t i;
+        for (i = 0; k->name[i] && i < sizeof flag - 1; i++)
+            flag[i] = k->name[i] == '_' ? '-' : k->name[i];
+        flag[i] = '\0';
+        if (k->short_opt)
+            printf("  -%c, --%s", k->short_opt, flag);
+        else
+            printf("      --%s", flag);
+        printf("%s\n          %s", k->type == RK_BOOL ? "[=yes|no]" : " VALUE", k->help);
+        if (k->def)
+            printf(" [%s]", k->def);
+        printf("\n");
+    }
+    printf("\nexit status: 0 clean stop, 1 cannot start (state directory, spool), 2 bad usage.\n");
+}
+
+/*
+ * Fills c from defaults, the config file (--config), flags and the
+ * positional paths.  Returns -1 to go on, or an exit status.
+ */
+static int
+run_parse_args(int argc, char **argv, struct run_conf *c)
+{
+    struct option opts[32];
+    char names[32][64];
+    const char *config = NULL;
+    char shorts[64] = "c:h";
+    char why[512];
+    int n = 0, ch, rc;
+
+    memset(c, 0, sizeof(*c));
+    for (const struct run_key *k = run_keys; k->name; k++) {
+        if (k->def && run_set(c, k, k->def, why, sizeof why) != 0) {
+            fprintf(stderr, "scepwatch-agent: default %s\n", why);
+            return 1;
+        }
+    }
+    const char *env = getenv("SCEPWATCH_AGGREGATOR");
+    c->aggregator = strdup(env && *env ? env : "tcp://127.0.0.1:7400");
+
+    for (const struct run_key *k = run_keys; k->name && n < 30; k++, n++) {
+        size_t i;
+        for (i = 0; k->name[i] && i < sizeof names[n] - 1; i++)
+            names[n][i] = k->name[i] == '_' ? '-' : k->name[i];
+        names[n][i] = '\0';
+        opts[n].name = names[n];
+        opts[n].has_arg = k->type == RK_BOOL ? optional_argument : required_argument;
+        opts[n].flag = NULL;
+        opts[n].val = 1000 + n;
+        if (k->short_opt) {
+            size_t l = strlen(shorts);
+            shorts[l] = (char)k->short_opt;
+            shorts[l + 1] = k->type == RK_BOOL ? '\0' : ':';
+            shorts[l + 2] = '\0';
+        }
+    }
+    opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+    opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+    opts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+    /* the config file first, so flags override it */
+    optind = 1;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+        if (ch == 'c')
+            config = optarg;
+        if (ch == 'h') {
+            run_usage();
+            return 0;
+        }
+    }
+    opterr = 1;
+    if (config && (rc = run_read_config(c, config)) >= 0)
+        return rc;
+
+    struct run_conf cmd = { 0 };        /* paths from the command line */
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+        const struct run_key *k = NULL;
+        if (ch == 'c')
+            continue;
+        if (ch >= 1000 && ch < 1000 + n)
+            k = &run_keys[ch - 1000];
+        for (const struct run_key *q = run_keys; !k && q->name; q++)
+            if (q->short_opt == ch)
+                k = q;
+        if (k == NULL) {
+            free(cmd.paths);
+            return usage_error("%sbad option for 'run' (see 'scepwatch-agent run --help')", "");
+        }
+        struct run_conf *dst = k->type == RK_PATHS ? &cmd : c;
+        if (run_set(dst, k, optarg ? optarg : "yes", why, sizeof why) != 0) {
+            for (size_t i = 0; i < cmd.n_paths; i++)
+                free(cmd.paths[i]);
+            free(cmd.paths);
+            return usage_error("--%s", why);
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if (add_path(&cmd, argv[i], strlen(argv[i])) != 0)
+            return usage_error("%sout of memory", "");
+    if (cmd.n_paths) {
+        for (size_t i = 0; i < c->n_paths; i++)
+            free(c->paths[i]);
+        free(c->paths);
+        c->paths = cmd.paths;
+        c->n_paths = cmd.n_paths;
+    }
+    if (!c->state_dir)
+        return usage_error("%s--state-dir DIR (state_dir=) is required", "");
+    if (!c->n_paths)
+        return usage_error("%sno PATH-OR-GLOB to follow (paths=)", "");
+    if (!c->aggregator || !*c->aggregator)
+        return usage_error("%s--aggregator URL is required", "");
+    return -1;
+}
+
+/* ---- run ---- */
+
+/* mkdir -p with mode for the last component. */
+static int
+make_dirs(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, c ? 0755 : mode) != 0 && errno != EEXIST)
+                return -1;
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+static void
+kick_pump(void *arg)
+{
+    agent_pump_kick(arg);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+    struct run_conf c;
+    struct agent_spool *sp = NULL;
+    struct agent_tail *t = NULL;
+    struct agent_pump *pump = NULL;
+    struct agent_send_opts so;
+    struct agent_tail_conf tc;
+    struct agent_pump_stats ps;
+    char why[600];
+    sigset_t sigs;
+    int sfd = -1, rc = 1, tz = 0;
+    sw_err e;
+
+    rc = run_parse_args(argc, argv, &c);
+    if (rc >= 0) {
+        run_conf_fini(&c);
+        return rc;
+    }
+    rc = 1;
+    sw_log_init("scepwatch-agent", c.verbose ? SW_LOG_DEBUG : SW_LOG_INFO);
+    sw_parse_tz(c.tz, strlen(c.tz), &tz);
+
+    /* Stop signals: blocked everywhere (the pump and nng threads inherit
+       the mask), read by the main loop from a signalfd. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        sw_error("signalfd: %s", strerror(errno));
+        goto out;
+    }
+    /* one descriptor per followed file: lift the soft limit to the hard one */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (make_dirs(c.state_dir, 0700) != 0) {
+        sw_error("state directory %s: %s", c.state_dir, strerror(errno ? errno : ENOTDIR));
+        goto out;
+    }
+    e = agent_spool_open(&sp, c.state_dir, c.spool_max_bytes, why, sizeof why);
+    if (e != SW_OK) {
+        sw_error("cannot open the spool: %s", why);
+        goto out;
+    }
+    memset(&so, 0, sizeof so);
+    so.url = c.aggregator;
+    so.agent_id = c.agent_id;
+    so.timeout_ms = (int)c.timeout_ms;
+    e = agent_pump_start(&pump, sp, &so);
+    if (e != SW_OK) {
+        sw_error("cannot start the sender: %s", sw_strerror(e));
+        goto out;
+    }
+    memset(&tc, 0, sizeof tc);
+    tc.patterns = (const char *const *)c.paths;
+    tc.n_patterns = c.n_paths;
+    tc.format = c.format && strcmp(c.format, "auto") != 0 ? agent_parser_find(c.format) : NULL;
+    tc.device = c.device;
+    tc.tz_off_min = tz;
+    tc.agent_id = c.agent_id;
+    tc.no_inotify = !c.inotify;
+    tc.on_commit = kick_pump;
+    tc.on_commit_arg = pump;
+    e = agent_tail_open(&t, &tc, sp);
+    if (e != SW_OK) {
+        sw_error("cannot follow the paths: %s", e == SW_EINVAL ? "a path has two {device}" :
+                 sw_strerror(e));
+        goto out;
+    }
+    sw_info("following %zu path(s); state in %s; spool %llu of %llu bytes; sending to %s",
+            c.n_paths, c.state_dir, (unsigned long long)agent_spool_bytes(sp),
+            (unsigned long long)c.spool_max_bytes, c.aggregator);
+
+    int64_t last_cycle = 0;
+    int stop = 0;
+    while (!stop) {
+        struct agent_tail_status ts;
+        last_cycle = mono_ms();
+        e = agent_tail_cycle(t, &ts);
+        int timeout = ts.more ? 0 : (int)c.poll_ms;
+        if (e == SW_EDB || (ts.paused && timeout > 200))
+            timeout = 200;
+        struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { agent_tail_fd(t), POLLIN, 0 } };
+        int np = agent_tail_fd(t) >= 0 ? 2 : 1;
+        if (poll(pfd, (nfds_t)np, timeout) < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents & POLLIN)
+            break;
+        if (np == 2 && (pfd[1].revents & POLLIN)) {
+            /* let a burst of writes land, at most one cycle per 100 ms */
+            agent_tail_drain(t);
+            int64_t wait = 100 - (mono_ms() - last_cycle);
+            if (wait > 0 && poll(pfd, 1, (int)wait) > 0 && (pfd[0].revents & POLLIN))
+                stop = 1;
+            agent_tail_drain(t);
+        }
+    }
+    sw_info("stopping: committing offsets%s", c.stop_drain_ms ? ", sending what the "
+            "aggregator will take" : "");
+    e = agent_tail_flush(t);
+    if (e != SW_OK && e != SW_EFULL)
+        sw_warn("final commit: %s (those lines will be read again)", sw_strerror(e));
+    agent_pump_stats(pump, &ps);
+    agent_pump_stop(pump, (int)c.stop_drain_ms);
+    pump = NULL;
+    sw_info("stopped; %llu batches left in the spool (%llu bytes)",
+            (unsigned long long)agent_spool_count(sp), (unsigned long long)agent_spool_bytes(sp));
+    rc = 0;
+out:
+    agent_pump_stop(pump, 0);
+    agent_tail_close(t);
+    agent_spool_close(sp);
+    if (sfd >= 0)
+        close(sfd);
+    run_conf_fini(&c);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -364,5 +1027,10 @@ main(int argc, char **argv)
         return cmd_send(argc - 1, argv + 1);
     if (strcmp(argv[1], "formats") == 0)
         return cmd_formats();
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "-c") == 0 ||
+        strncmp(argv[1], "--config=", 9) == 0)
+        return cmd_run(argc, argv);
     return usage_error("unknown command '%s'", argv[1]);
 }

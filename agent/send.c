@@ -3,6 +3,7 @@
  */
 #include "send.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "scepwatch.pb-c.h"
+#include "spool.h"
 #include "sw_buf.h"
 #include "sw_log.h"
 #include "sw_rpc.h"
@@ -23,6 +25,7 @@ struct agent_sender {
     struct sw_buf packed;
     uint64_t next_batch_id;
     struct agent_send_stats stats;
+    int status;                 /* gRPC status of the last refusal */
     char host[256];
     char error[512];
 };
@@ -73,7 +76,7 @@ agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
     if (!s->opts.backoff_ms)
         s->opts.backoff_ms = 200;
     if (gethostname(s->host, sizeof s->host - 1) != 0)
-        strcpy(s->host, "unknown");
+        snprintf(s->host, sizeof s->host, "unknown");
     if (!s->opts.host)
         s->opts.host = s->host;
     if (!s->opts.agent_id)
@@ -125,22 +128,18 @@ agent_send_add(struct agent_sender *s, const struct sw_event *ev)
     return SW_OK;
 }
 
-sw_err
-agent_send_flush(struct agent_sender *s)
+/*
+ * One Ingest of already-packed bytes, with retries; on SW_OK the stats
+ * count the batch.  The caller keeps data.
+ */
+static sw_err
+ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, size_t n)
 {
-    size_t n = sw_wire_builder_count(s->builder);
     struct sw_rpc_reply reply;
-    uint64_t batch_id;
     int delay = s->opts.backoff_ms;
-    sw_err e;
+    sw_err e = SW_EUNAVAIL;
 
-    if (n == 0)
-        return SW_OK;
-    batch_id = s->next_batch_id++;
-    e = sw_wire_builder_pack_batch(s->builder, s->opts.agent_id, s->opts.host, batch_id,
-                                   &s->packed);
-    if (e != SW_OK)
-        return e;
+    s->status = SW_STATUS_OK;
     for (int attempt = 0; attempt <= s->opts.retries; attempt++) {
         if (attempt) {
             s->stats.retries++;
@@ -149,7 +148,7 @@ agent_send_flush(struct agent_sender *s)
             sleep_ms(delay);
             delay = delay * 2 > 5000 ? 5000 : delay * 2;
         }
-        e = sw_rpc_call(s->client, SW_METHOD("Ingest"), s->packed.data, s->packed.len, &reply);
+        e = sw_rpc_call(s->client, SW_METHOD("Ingest"), data, len, &reply);
         if (e != SW_OK) {
             snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
             if (e == SW_ETIMEDOUT || e == SW_EUNAVAIL || e == SW_EPROTO)
@@ -166,6 +165,7 @@ agent_send_flush(struct agent_sender *s)
         if (reply.status != SW_STATUS_OK) {
             snprintf(s->error, sizeof s->error, "aggregator refused the batch: %s: %.300s",
                      sw_status_name(reply.status), reply.message);
+            s->status = reply.status;
             return SW_EREMOTE;
         }
         Scepwatch__Ack *ack = scepwatch__ack__unpack(NULL, reply.payload_len, reply.payload);
@@ -181,11 +181,43 @@ agent_send_flush(struct agent_sender *s)
         scepwatch__ack__free_unpacked(ack, NULL);
         s->stats.events_sent += n;
         s->stats.batches++;
-        s->stats.raw_bytes += s->packed.len;
-        sw_wire_builder_reset(s->builder);
+        s->stats.raw_bytes += len;
         return SW_OK;
     }
     return e == SW_OK ? SW_EUNAVAIL : e;
+}
+
+sw_err
+agent_send_flush(struct agent_sender *s)
+{
+    size_t n = sw_wire_builder_count(s->builder);
+    uint64_t batch_id;
+    sw_err e;
+
+    if (n == 0)
+        return SW_OK;
+    batch_id = s->next_batch_id++;
+    e = sw_wire_builder_pack_batch(s->builder, s->opts.agent_id, s->opts.host, batch_id,
+                                   &s->packed);
+    if (e != SW_OK)
+        return e;
+    e = ingest(s, batch_id, s->packed.data, s->packed.len, n);
+    if (e == SW_OK)
+        sw_wire_builder_reset(s->builder);
+    return e;
+}
+
+sw_err
+agent_send_batch(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len,
+                 size_t events)
+{
+    return ingest(s, batch_id, data, len, events);
+}
+
+int
+agent_send_status(const struct agent_sender *s)
+{
+    return s->status;
 }
 
 const char *
@@ -209,4 +241,217 @@ agent_send_close(struct agent_sender *s)
     sw_wire_builder_free(s->builder);
     sw_buf_fini(&s->packed);
     free(s);
+}
+
+/* ---- the pump ---- */
+
+#define PUMP_BACKOFF_MIN_MS 200
+#define PUMP_BACKOFF_MAX_MS 5000
+#define PUMP_IDLE_MS 1000       /* re-check an empty spool this often */
+
+struct agent_pump {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* kicks and stop, on CLOCK_MONOTONIC */
+    struct agent_spool *sp;     /* borrowed */
+    struct agent_send_opts opts;
+    struct agent_sender *sender;    /* NULL until the aggregator answered a dial */
+    int kicked;                 /* a record was appended since the last look */
+    int stop;                   /* agent_pump_stop was called */
+    int64_t drain_until_ms;     /* with stop: keep sending until then */
+    struct agent_pump_stats stats;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits up to ms for a kick or a stop; mutex held. */
+static void
+pump_wait_locked(struct agent_pump *p, int ms)
+{
+    struct timespec ts;
+
+    if (p->kicked || p->stop)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (!p->kicked && !p->stop)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) != 0)
+            break;
+}
+
+static int
+next_delay(int delay)
+{
+    if (delay < PUMP_BACKOFF_MIN_MS)
+        return PUMP_BACKOFF_MIN_MS;
+    return delay * 2 > PUMP_BACKOFF_MAX_MS ? PUMP_BACKOFF_MAX_MS : delay * 2;
+}
+
+static void *
+pump_main(void *arg)
+{
+    struct agent_pump *p = arg;
+    struct agent_spool_rec rec;
+    struct sw_buf buf;
+    int delay = 0;              /* ms to wait before the next attempt */
+    int down = 0;               /* the last attempt failed */
+    int tried_after_stop = 0;   /* an attempt was made since the stop */
+    sw_err e;
+
+    sw_buf_init(&buf);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        if (delay && !p->stop)
+            pump_wait_locked(p, delay);
+        p->kicked = 0;
+        int stop = p->stop;
+        int64_t until = p->drain_until_ms;
+        pthread_mutex_unlock(&p->mu);
+        /* at a stop: flush what is spooled only while the aggregator answers */
+        if (stop && (mono_ms() >= until || (down && tried_after_stop)))
+            break;
+        if (stop)
+            tried_after_stop = 1;
+
+        if (p->sender == NULL) {
+            const char *why = NULL;
+            e = agent_send_open(&p->sender, &p->opts, &why);
+            if (e != SW_OK) {
+                if (!down)
+                    sw_warn("aggregator %s: %s; events stay in the spool until it answers",
+                            p->opts.url, why ? why : sw_strerror(e));
+                down = 1;
+                delay = next_delay(delay);
+                continue;
+            }
+        }
+        e = agent_spool_peek(p->sp, &buf, &rec);
+        if (e == SW_ENOENT) {
+            if (stop)
+                break;
+            pthread_mutex_lock(&p->mu);
+            pump_wait_locked(p, PUMP_IDLE_MS);
+            pthread_mutex_unlock(&p->mu);
+            delay = 0;
+            continue;
+        }
+        if (e != SW_OK) {
+            sw_error("spool: cannot read the next batch: %s", sw_strerror(e));
+            delay = next_delay(delay);
+            continue;
+        }
+        e = agent_send_batch(p->sender, rec.batch_id, buf.data, buf.len, rec.events);
+        if (e == SW_EREMOTE && agent_send_status(p->sender) == SW_STATUS_INVALID_ARGUMENT) {
+            sw_error("batch %llu (%u events) refused as invalid, dropped from the spool: %s",
+                     (unsigned long long)rec.batch_id, rec.events, agent_send_error(p->sender));
+            agent_spool_ack(p->sp, rec.seq);
+            pthread_mutex_lock(&p->mu);
+            p->stats.dropped++;
+            pthread_mutex_unlock(&p->mu);
+            continue;
+        }
+        if (e != SW_OK) {
+            if (!down)
+                sw_warn("aggregator %s: %s; events stay in the spool until it answers",
+                        p->opts.url, agent_send_error(p->sender));
+            down = 1;
+            delay = next_delay(delay);
+            pthread_mutex_lock(&p->mu);
+            p->stats.connected = 0;
+            pthread_mutex_unlock(&p->mu);
+            continue;
+        }
+        /* acknowledged: committed by the aggregator; only now leave the spool */
+        e = agent_spool_ack(p->sp, rec.seq);
+        if (e != SW_OK)
+            sw_error("spool: cannot delete acknowledged batch %llu: %s (it will be resent)",
+                     (unsigned long long)rec.batch_id, sw_strerror(e));
+        if (down)
+            sw_info("aggregator %s answers again; sending the spool", p->opts.url);
+        down = 0;
+        delay = 0;
+        tried_after_stop = 0;
+        pthread_mutex_lock(&p->mu);
+        p->stats.batches++;
+        p->stats.events += rec.events;
+        p->stats.stored = agent_send_stats(p->sender)->events_stored;
+        p->stats.connected = 1;
+        pthread_mutex_unlock(&p->mu);
+    }
+    sw_buf_fini(&buf);
+    return NULL;
+}
+
+sw_err
+agent_pump_start(struct agent_pump **out, struct agent_spool *sp,
+                 const struct agent_send_opts *opts)
+{
+    struct agent_pump *p;
+    pthread_condattr_t ca;
+
+    *out = NULL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return SW_ENOMEM;
+    p->sp = sp;
+    p->opts = *opts;
+    p->opts.retries = 0;            /* the pump's own loop retries */
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&p->thread, NULL, pump_main, p) != 0) {
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return SW_EIO;
+    }
+    *out = p;
+    return SW_OK;
+}
+
+void
+agent_pump_kick(struct agent_pump *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->kicked = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void
+agent_pump_stats(struct agent_pump *p, struct agent_pump_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->stats;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void
+agent_pump_stop(struct agent_pump *p, int drain_ms)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    p->drain_until_ms = mono_ms() + (drain_ms > 0 ? drain_ms : 0);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    agent_send_close(p->sender);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
 }
