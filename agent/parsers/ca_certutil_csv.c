@@ -431,7 +431,7 @@ record(struct agent_parse_ctx *ctx, const char *p, size_t n, uint64_t offset)
     size_t k;
     int nf, code;
 
-    nf = split(st, p, n);
+    nf = n <= REC_CAP ? split(st, p, n) : -1; /* st->vals holds REC_CAP bytes */
     if (nf < 0) {
         ctx->counts[AGENT_COUNT_MALFORMED]++;
         return;

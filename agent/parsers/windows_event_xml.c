@@ -980,8 +980,9 @@ winxml_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
                 break; /* text between events: ignored */
             touched = 1;
             close = find_close(open + 6, end, &after);
-            const char *next = find_open(open + 6, end);
-            if (next && (!close || next < close)) {
+            /* only up to the close: each byte is scanned a bounded number of times */
+            const char *next = find_open(open + 6, close ? close : end);
+            if (next) {
                 /* an event opened again before this one closed */
                 ctx->counts[AGENT_COUNT_MALFORMED]++;
                 p = next;
@@ -998,8 +999,8 @@ winxml_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
 
         /* continuing a record from earlier lines */
         close = find_close(p, end, &after);
-        open = find_open(p, end);
-        if (open && (!close || open < close)) {
+        open = find_open(p, close ? close : end);
+        if (open) {
             ctx->counts[AGENT_COUNT_MALFORMED]++;
             rec_end(ctx);
             p = open;
