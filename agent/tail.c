@@ -1076,7 +1076,7 @@ service(struct agent_tail *t, struct tail_file *f, int64_t now)
 {
     struct stat st;
     int missing = f->seen_gen != t->gen;
-    int expired = missing && now - f->missing_ms >= TAIL_ORPHAN_GRACE_MS;
+    int expired = missing && now - f->missing_ms >= t->cf.orphan_grace_ms;
 
     if (f->dropping || f->gone)
         return;
@@ -1327,6 +1327,8 @@ agent_tail_open(struct agent_tail **out, const struct agent_tail_conf *cf, struc
     t->sp = sp;
     if (!t->cf.ctx_budget_bytes)
         t->cf.ctx_budget_bytes = TAIL_CTX_BUDGET;
+    if (t->cf.orphan_grace_ms <= 0)
+        t->cf.orphan_grace_ms = TAIL_ORPHAN_GRACE_MS;
     t->batch_events = cf->batch_events ? cf->batch_events : TAIL_BATCH_EVENTS;
     t->batch_bytes = cf->batch_bytes ? cf->batch_bytes : TAIL_BATCH_BYTES;
     if (t->batch_bytes > agent_spool_max(sp) / 8)

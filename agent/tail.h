@@ -68,6 +68,10 @@ struct agent_tail_conf {
                                        0 = 512 KiB (at most 1/8 of the spool) */
     size_t ctx_budget_bytes;        /* parser contexts kept live; 0 = 4 MiB */
     int no_inotify;                 /* 1 = polling only */
+    int orphan_grace_ms;            /* a file gone from the globs is followed
+                                       (through its fd) while it grows, and
+                                       dropped once it has been gone this
+                                       long and stopped growing; 0 = 5000 */
     void (*on_commit)(void *arg);   /* called after a batch is committed
                                        (wake the sender); may be NULL */
     void *on_commit_arg;

@@ -271,3 +271,120 @@ th_temp_dir(void)
     char tmpl[] = "/tmp/sw-e2e-XXXXXX";
     return mkdtemp(tmpl) ? strdup(tmpl) : NULL;
 }
+
+/* ---- tailing, spool and crash tests ---- */
+
+#include <time.h>
+
+size_t
+th_omadm_line(char *buf, size_t cap, unsigned dev, uint64_t n)
+{
+    int k = snprintf(buf, cap,
+                     "2018-02-27T05:%02u:%02u.%07u    INFO    Event     "
+                     "com.microsoft.omadm.platforms.android.certmgr.state."
+                     "NativeScepCertInstallStateMachine    18327        0    SCEP cert "
+                     "'ModelName=AC_51%%2FLogicalName_%08x_0000_0000_0000_%012llx;Hash=1' "
+                     "state changed from CERT_INSTALL_REQUESTED to CERT_INSTALLING\n",
+                     (unsigned)(n / 60 % 60), (unsigned)(n % 60), (unsigned)(n % 10000000),
+                     dev, (unsigned long long)n);
+    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+}
+
+int
+th_omadm_marker(const char *profile, unsigned *dev, uint64_t *n)
+{
+    unsigned d;
+    unsigned long long v;
+    char tail;
+    if (!profile || strlen(profile) != 36 ||
+        sscanf(profile, "%8x-0000-0000-0000-%12llx%c", &d, &v, &tail) != 2)
+        return -1;
+    *dev = d;
+    *n = v;
+    return 0;
+}
+
+size_t
+th_marker_counts(const char *jsonl, uint32_t *counts, unsigned ndev, uint64_t per_dev)
+{
+    size_t other = 0;
+    const char *p = jsonl;
+
+    while (p && *p) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len) {
+            json_error_t err;
+            json_t *o = json_loadb(p, len, 0, &err);
+            const char *prof = o ? json_string_value(json_object_get(o, "profile")) : NULL;
+            unsigned d;
+            uint64_t n;
+            if (th_omadm_marker(prof, &d, &n) == 0 && d < ndev && n < per_dev)
+                counts[(uint64_t)d * per_dev + n]++;
+            else
+                other++;
+            json_decref(o);
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return other;
+}
+
+int
+th_append(const char *path, const void *p, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    ssize_t k = write(fd, p, len);
+    close(fd);
+    return k == (ssize_t)len ? 0 : -1;
+}
+
+pid_t
+th_spawn(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = log ? open(log, O_WRONLY | O_APPEND | O_CREAT, 0644) : open("/dev/null", O_WRONLY);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(out, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+long
+th_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+int64_t
+th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+th_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}

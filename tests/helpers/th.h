@@ -68,3 +68,42 @@ int th_stop(pid_t pid);
 
 /* A fresh temp directory (malloc'd path). */
 char *th_temp_dir(void);
+
+/* ---- tailing, spool and crash tests ---- */
+
+#include <stdint.h>
+
+/*
+ * Writes one android_omadm SCEP state-change line (with its '\n') whose
+ * profile GUID encodes dev and n: "<dev:%08x>-0000-0000-0000-<n:%012x>".
+ * Returns its length (buf needs about 320 bytes).
+ */
+size_t th_omadm_line(char *buf, size_t cap, unsigned dev, uint64_t n);
+
+/* The dev and n a th_omadm_line profile encodes; 0, or -1 if not one. */
+int th_omadm_marker(const char *profile, unsigned *dev, uint64_t *n);
+
+/*
+ * Counts, per marker, the events of a JSON Lines text: counts[dev * per_dev
+ * + n] for dev < ndev and n < per_dev.  Returns how many events carried no
+ * such marker.
+ */
+size_t th_marker_counts(const char *jsonl, uint32_t *counts, unsigned ndev, uint64_t per_dev);
+
+/* Appends len bytes to path (created if missing).  0, or -1. */
+int th_append(const char *path, const void *p, size_t len);
+
+/*
+ * Starts argv (argv[0] a path) in the background, stdin /dev/null, stdout
+ * and stderr appended to log (NULL = /dev/null).  Returns the pid, or -1.
+ */
+pid_t th_spawn(char *const argv[], const char *log);
+
+/* VmRSS of pid in KiB (from /proc/PID/status), or -1. */
+long th_rss_kb(pid_t pid);
+
+/* Milliseconds of a monotonic clock. */
+int64_t th_now_ms(void);
+
+/* Sleeps ms milliseconds. */
+void th_sleep_ms(int ms);
