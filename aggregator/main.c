@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "correlate.h"
 #include "server.h"
 #include "store.h"
 #include "sw_log.h"
+#include "sw_time.h"
 
 #define EXIT_USAGE 2
 
@@ -31,6 +33,9 @@ static const char usage_text[] =
     "      --admin-listen URL   serve admin queries here only (e.g. ipc:///run/scepwatch/admin);\n"
     "                           --listen then serves agents (Ingest, Health) only\n"
     "  -w, --workers N          concurrent requests per listener (default 4)\n"
+    "  -s, --stuck-after DUR    a non-final status older than DUR is stuck (default 1h);\n"
+    "                           STATUS=DUR sets one status (e.g. pending=4h); repeatable.\n"
+    "                           Config: stuck_after = 1h, stuck_after = pending=4h\n"
     "  -v, --verbose            log every refused request\n"
     "  -h, --help               this text\n"
     "  -V, --version            version\n"
@@ -43,7 +48,35 @@ struct config {
     char *admin_listen;
     int workers;
     int verbose;
+    int64_t threshold_us[AGG_STATUS_COUNT]; /* 0 = default (1 h) */
 };
+
+/* "1h" for every status, or "pending=4h" for one. Returns 0 or -1. */
+static int
+set_threshold(struct config *c, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq) {
+        int64_t d = sw_parse_duration_us(v);
+        if (d < 0)
+            return -1;
+        for (int i = 0; i < AGG_STATUS_COUNT; i++)
+            c->threshold_us[i] = d;
+        return 0;
+    }
+    char name[64];
+    size_t n = (size_t)(eq - v);
+    if (n >= sizeof name)
+        return -1;
+    memcpy(name, v, n);
+    name[n] = '\0';
+    enum agg_status st = agg_status_from_name(name);
+    int64_t d = sw_parse_duration_us(eq + 1);
+    if (st == AGG_STATUS_NONE || agg_status_is_final(st) || d < 0)
+        return -1;
+    c->threshold_us[st] = d;
+    return 0;
+}
 
 static int
 usage_error(const char *fmt, const char *arg)
@@ -91,6 +124,13 @@ config_key(void *user, const char *section, const char *name, const char *value)
         return set_str(&c->admin_listen, value) == 0;
     if (strcmp(name, "workers") == 0)
         return parse_workers(value, &c->workers) == 0;
+    if (strcmp(name, "stuck_after") == 0) {
+        if (set_threshold(c, value) != 0) {
+            fprintf(stderr, "scepwatch-aggregator: bad stuck_after '%s'\n", value);
+            return 0;
+        }
+        return 1;
+    }
     if (strcmp(name, "verbose") == 0) {
         c->verbose = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 ||
                      strcmp(value, "yes") == 0;
@@ -110,6 +150,7 @@ main(int argc, char **argv)
         { "admin-listen", required_argument, NULL, 'A' },
         { "workers", required_argument, NULL, 'w' },
         { "verbose", no_argument, NULL, 'v' },
+        { "stuck-after", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -141,7 +182,7 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    while ((c = getopt_long(argc, argv, "c:d:l:w:vhV", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:l:w:s:vhV", long_opts, NULL)) != -1) {
         switch (c) {
         case 'c': break;
         case 'd': set_str(&cfg.db, optarg); break;
@@ -154,6 +195,12 @@ main(int argc, char **argv)
             }
             break;
         case 'v': cfg.verbose = 1; break;
+        case 's':
+            if (set_threshold(&cfg, optarg) != 0) {
+                rc = usage_error("bad --stuck-after '%s' (DUR or STATUS=DUR)", optarg);
+                goto out;
+            }
+            break;
         case 'h': fputs(usage_text, stdout); rc = 0; goto out;
         case 'V': printf("scepwatch-aggregator %s\n", SW_VERSION); rc = 0; goto out;
         default: rc = usage_error("%sbad option", ""); goto out;
@@ -186,6 +233,7 @@ main(int argc, char **argv)
         .roles = cfg.admin_listen ? AGG_ROLE_INGEST : AGG_ROLE_ALL,
         .workers = cfg.workers,
     };
+    memcpy(so.threshold_us, cfg.threshold_us, sizeof so.threshold_us);
     if (agg_server_start(&main_srv, &so, store, why, sizeof why) != SW_OK) {
         fprintf(stderr, "scepwatch-aggregator: %s\n", why);
         goto out;

@@ -55,6 +55,7 @@ static int handle_ingest(struct worker *, const unsigned char *, size_t, char *,
 static int handle_health(struct worker *, const unsigned char *, size_t, char *, size_t);
 static int handle_list_events(struct worker *, const unsigned char *, size_t, char *, size_t);
 static int handle_summary(struct worker *, const unsigned char *, size_t, char *, size_t);
+static int handle_list_enrollments(struct worker *, const unsigned char *, size_t, char *, size_t);
 
 static const struct method {
     const char *name;
@@ -64,6 +65,7 @@ static const struct method {
     { SW_METHOD("Ingest"), handle_ingest, AGG_ROLE_INGEST },
     { SW_METHOD("Health"), handle_health, AGG_ROLE_ALL },
     { SW_METHOD("ListEvents"), handle_list_events, AGG_ROLE_ADMIN },
+    { SW_METHOD("ListEnrollments"), handle_list_enrollments, AGG_ROLE_ADMIN },
     { SW_METHOD("Summary"), handle_summary, AGG_ROLE_ADMIN },
 };
 
@@ -196,6 +198,9 @@ handle_list_events(struct worker *w, const unsigned char *req, size_t n, char *m
         f.since_us = rq->filter->has_since_us ? rq->filter->since_us : 0;
         f.platform = rq->filter->has_platform ? (enum sw_platform)rq->filter->platform
                                               : SW_PLATFORM_UNKNOWN;
+        f.until_us = rq->filter->has_until_us ? rq->filter->until_us : 0;
+        f.request_id = rq->filter->request_id && *rq->filter->request_id ? rq->filter->request_id
+                                                                          : NULL;
     }
     if (!rd) {
         snprintf(msg, cap, "store unavailable");
@@ -222,22 +227,58 @@ out:
     return status;
 }
 
-struct summary_acc {
-    Scepwatch__SummaryRow *rows;
-    Scepwatch__SummaryRow **ptrs;
+/*
+ * The request's stuck policy over the configured one: as-of defaults to
+ * now; older_than replaces every threshold; listed statuses override.
+ */
+static int
+resolve_policy(struct worker *w, const Scepwatch__StuckPolicy *p, struct agg_policy *out,
+               char *msg, size_t cap)
+{
+    out->as_of_us = p && p->has_as_of_us ? p->as_of_us : sw_now_us();
+    for (int st = 0; st < AGG_STATUS_COUNT; st++) {
+        int64_t t = w->srv->opts.threshold_us[st];
+        if (p && p->has_older_than_us)
+            t = p->older_than_us;
+        out->threshold_us[st] = t > 0 ? t : (p && p->has_older_than_us ? 0 : 3600LL * 1000000);
+    }
+    for (size_t i = 0; p && i < p->n_thresholds; i++) {
+        const Scepwatch__StuckThreshold *t = p->thresholds[i];
+        enum agg_status st = t->status ? agg_status_from_name(t->status) : AGG_STATUS_NONE;
+        if (st == AGG_STATUS_NONE || !t->has_threshold_us || t->threshold_us < 0) {
+            snprintf(msg, cap, "bad threshold for status '%.100s'", t->status ? t->status : "");
+            return -1;
+        }
+        out->threshold_us[st] = t->threshold_us;
+    }
+    return 0;
+}
+
+/* Report rows copied out of the store's callback. */
+struct enr_acc {
+    Scepwatch__Enrollment *rows;
     size_t n, cap;
+    char last_key[512];
     int oom;
 };
 
-static void
-summary_add(void *arg, const struct agg_summary_row *row)
+static char *
+dup_or_null(const char *s)
 {
-    struct summary_acc *a = arg;
+    return s ? strdup(s) : NULL;
+}
+
+static void
+enr_add(void *arg, const struct agg_enr_row *r)
+{
+    struct enr_acc *a = arg;
+    Scepwatch__Enrollment *e;
+
     if (a->oom)
         return;
     if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        Scepwatch__SummaryRow *nr = realloc(a->rows, cap * sizeof *nr);
+        size_t cap = a->cap ? a->cap * 2 : 128;
+        Scepwatch__Enrollment *nr = realloc(a->rows, cap * sizeof *nr);
         if (!nr) {
             a->oom = 1;
             return;
@@ -245,41 +286,180 @@ summary_add(void *arg, const struct agg_summary_row *row)
         a->rows = nr;
         a->cap = cap;
     }
-    Scepwatch__SummaryRow *r = &a->rows[a->n++];
-    scepwatch__summary_row__init(r);
-    r->has_platform = r->has_stage = r->has_count = 1;
-    r->platform = (Scepwatch__Platform)row->platform;
-    r->stage = (Scepwatch__Stage)row->stage;
-    r->count = row->count;
+    e = &a->rows[a->n++];
+    scepwatch__enrollment__init(e);
+    e->device = dup_or_null(r->device);
+    e->has_platform = 1;
+    e->platform = (Scepwatch__Platform)r->platform;
+    e->profile = dup_or_null(r->profile);
+    e->status = strdup(agg_status_name(r->status));
+#define T(f, v) if (v) { e->has_##f = 1; e->f = v; }
+    T(stuck_since_us, r->stuck_since_us)
+    T(last_event_us, r->last_event_us)
+    T(requested_us, r->requested_us)
+    T(issued_us, r->issued_us)
+    T(installed_us, r->installed_us)
+    T(since_us, r->since_us)
+    T(first_us, r->first_us)
+#undef T
+    if (r->last_stage) {
+        e->has_last_stage = 1;
+        e->last_stage = (Scepwatch__Stage)r->last_stage;
+    }
+    e->request_id = dup_or_null(r->request_id);
+    e->serial = dup_or_null(r->serial);
+    e->thumbprint = dup_or_null(r->thumbprint);
+    e->txn = dup_or_null(r->txn);
+    e->link = r->link ? strdup(agg_link_name(r->link)) : NULL;
+    e->detail = dup_or_null(r->detail);
+    e->subject = dup_or_null(r->subject);
+    e->template_ = dup_or_null(r->template_name);
+    snprintf(a->last_key, sizeof a->last_key, "%s", r->rowkey ? r->rowkey : "");
+}
+
+static void
+enr_free(struct enr_acc *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        Scepwatch__Enrollment *e = &a->rows[i];
+        free(e->device); free(e->profile); free(e->status); free(e->request_id);
+        free(e->serial); free(e->thumbprint); free(e->txn); free(e->link); free(e->detail);
+        free(e->subject); free(e->template_);
+    }
+    free(a->rows);
+}
+
+static int
+handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, char *msg,
+                        size_t cap)
+{
+    Scepwatch__ListEnrollmentsRequest *rq = scepwatch__list_enrollments_request__unpack(NULL, n, req);
+    Scepwatch__ListEnrollmentsReply rp = SCEPWATCH__LIST_ENROLLMENTS_REPLY__INIT;
+    struct agg_store_reader *rd = reader(w);
+    struct agg_enr_filter f = { 0 };
+    struct agg_policy pol;
+    struct enr_acc acc = { 0 };
+    Scepwatch__Enrollment **ptrs = NULL;
+    char cursor[512] = "";
+    size_t limit = DEFAULT_PAGE;
+    int more = 0, status = SW_STATUS_OK;
+
+    if (!rq) {
+        snprintf(msg, cap, "malformed ListEnrollmentsRequest");
+        return SW_STATUS_INVALID_ARGUMENT;
+    }
+    if (resolve_policy(w, rq->policy, &pol, msg, cap) != 0) {
+        status = SW_STATUS_INVALID_ARGUMENT;
+        goto out;
+    }
+    for (size_t i = 0; i < rq->n_status; i++) {
+        enum agg_status st = agg_status_from_name(rq->status[i]);
+        if (st == AGG_STATUS_NONE) {
+            snprintf(msg, cap, "unknown status '%.100s'", rq->status[i]);
+            status = SW_STATUS_INVALID_ARGUMENT;
+            goto out;
+        }
+        f.status_mask |= 1u << st;
+    }
+    f.stuck_only = rq->has_stuck_only && rq->stuck_only;
+    f.platform = rq->has_platform ? (enum sw_platform)rq->platform : SW_PLATFORM_UNKNOWN;
+    f.device = rq->device;
+    f.cert_key = rq->cert_key && *rq->cert_key ? rq->cert_key : NULL;
+    if (rq->has_page_size && rq->page_size)
+        limit = rq->page_size > MAX_PAGE ? MAX_PAGE : rq->page_size;
+    if (rq->has_cursor && rq->cursor.len) {
+        if (rq->cursor.len >= sizeof cursor || memchr(rq->cursor.data, 0, rq->cursor.len)) {
+            snprintf(msg, cap, "bad cursor");
+            status = SW_STATUS_INVALID_ARGUMENT;
+            goto out;
+        }
+        memcpy(cursor, rq->cursor.data, rq->cursor.len);
+    }
+    if (!rd || rd->ops->list_enrollments(rd, &f, &pol, cursor, limit, &more, enr_add, &acc) != SW_OK) {
+        snprintf(msg, cap, "store unavailable");
+        status = SW_STATUS_UNAVAILABLE;
+        goto out;
+    }
+    if (acc.oom || (acc.n && !(ptrs = malloc(acc.n * sizeof *ptrs)))) {
+        status = SW_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    for (size_t i = 0; i < acc.n; i++)
+        ptrs[i] = &acc.rows[i];
+    rp.n_rows = acc.n;
+    rp.rows = ptrs;
+    rp.has_as_of_us = 1;
+    rp.as_of_us = pol.as_of_us;
+    if (more) {
+        rp.has_next_cursor = 1;
+        rp.next_cursor.data = (uint8_t *)acc.last_key;
+        rp.next_cursor.len = strlen(acc.last_key);
+    }
+    if (pack_msg(&rp.base, &w->payload) != SW_OK)
+        status = SW_STATUS_RESOURCE_EXHAUSTED;
+out:
+    free(ptrs);
+    enr_free(&acc);
+    scepwatch__list_enrollments_request__free_unpacked(rq, NULL);
+    return status;
+}
+
+struct funnel_acc {
+    Scepwatch__FunnelRow rows[SW_PLATFORM_COUNT];
+    Scepwatch__FunnelRow *ptrs[SW_PLATFORM_COUNT];
+    size_t n;
+};
+
+static void
+funnel_add(void *arg, const struct agg_funnel_row *r)
+{
+    struct funnel_acc *a = arg;
+    if (a->n == SW_PLATFORM_COUNT)
+        return;
+    Scepwatch__FunnelRow *f = &a->rows[a->n];
+    scepwatch__funnel_row__init(f);
+    f->has_platform = f->has_enrollments = f->has_requested = f->has_issued = 1;
+    f->has_delivered = f->has_installed = f->has_stuck = f->has_failed = 1;
+    f->platform = (Scepwatch__Platform)r->platform;
+    f->enrollments = r->enrollments;
+    f->requested = r->requested;
+    f->issued = r->issued;
+    f->delivered = r->delivered;
+    f->installed = r->installed;
+    f->stuck = r->stuck;
+    f->failed = r->failed;
+    a->ptrs[a->n] = f;
+    a->n++;
 }
 
 static int
 handle_summary(struct worker *w, const unsigned char *req, size_t n, char *msg, size_t cap)
 {
+    Scepwatch__SummaryRequest *rq = scepwatch__summary_request__unpack(NULL, n, req);
     Scepwatch__SummaryReply rp = SCEPWATCH__SUMMARY_REPLY__INIT;
     struct agg_store_reader *rd = reader(w);
-    struct summary_acc acc = { 0 };
+    struct funnel_acc acc = { .n = 0 };
+    struct agg_policy pol;
     int status = SW_STATUS_OK;
 
-    (void)req;
-    (void)n;
-    if (!rd || rd->ops->summary(rd, summary_add, &acc) != SW_OK) {
+    if (!rq) {
+        snprintf(msg, cap, "malformed SummaryRequest");
+        return SW_STATUS_INVALID_ARGUMENT;
+    }
+    if (resolve_policy(w, rq->policy, &pol, msg, cap) != 0) {
+        status = SW_STATUS_INVALID_ARGUMENT;
+    } else if (!rd || rd->ops->funnel(rd, &pol, funnel_add, &acc) != SW_OK) {
         snprintf(msg, cap, "store unavailable");
-        free(acc.rows);
-        return SW_STATUS_UNAVAILABLE;
+        status = SW_STATUS_UNAVAILABLE;
+    } else {
+        rp.n_rows = acc.n;
+        rp.rows = acc.ptrs;
+        rp.has_as_of_us = 1;
+        rp.as_of_us = pol.as_of_us;
+        if (pack_msg(&rp.base, &w->payload) != SW_OK)
+            status = SW_STATUS_RESOURCE_EXHAUSTED;
     }
-    if (acc.oom || (acc.n && !(acc.ptrs = malloc(acc.n * sizeof *acc.ptrs)))) {
-        free(acc.rows);
-        return SW_STATUS_RESOURCE_EXHAUSTED;
-    }
-    for (size_t i = 0; i < acc.n; i++)
-        acc.ptrs[i] = &acc.rows[i];
-    rp.n_rows = acc.n;
-    rp.rows = acc.ptrs;
-    if (pack_msg(&rp.base, &w->payload) != SW_OK)
-        status = SW_STATUS_RESOURCE_EXHAUSTED;
-    free(acc.ptrs);
-    free(acc.rows);
+    scepwatch__summary_request__free_unpacked(rq, NULL);
     return status;
 }
 

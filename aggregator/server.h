@@ -29,6 +29,7 @@ struct agg_server_opts {
     int workers;                /* concurrent requests (default 4) */
     size_t max_msg;             /* nng receive limit, bytes */
     size_t max_raw;             /* decompressed payload limit, bytes */
+    int64_t threshold_us[AGG_STATUS_COUNT]; /* stuck after, per status; 0 = 1 hour */
 };
 
 /*

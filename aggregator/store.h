@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "correlate.h"
 #include "sw_err.h"
 #include "sw_event.h"
 
@@ -36,8 +37,47 @@ struct agg_store_reader {
 struct agg_event_filter {
     const char *device;         /* NULL = any */
     int64_t since_us;           /* 0 = any */
+    int64_t until_us;           /* 0 = any; inclusive */
     enum sw_platform platform;  /* UNKNOWN = any */
+    const char *request_id;     /* NULL = any */
 };
+
+/* When a non-final status counts as stuck, resolved for one query. */
+struct agg_policy {
+    int64_t as_of_us;
+    int64_t threshold_us[AGG_STATUS_COUNT];
+};
+
+struct agg_enr_filter {
+    int stuck_only;
+    unsigned status_mask;       /* 1 << enum agg_status; 0 = any */
+    enum sw_platform platform;  /* UNKNOWN = any */
+    const char *device;         /* NULL = any; "" = rows without a device */
+    const char *cert_key;       /* serial, thumbprint, txn or request id */
+};
+
+/* One report row; strings valid during the callback only, NULL = absent. */
+struct agg_enr_row {
+    const char *rowkey;
+    const char *device;
+    enum sw_platform platform;
+    const char *profile;
+    enum agg_status status;
+    int64_t since_us, stuck_since_us;   /* 0 = none */
+    enum sw_stage last_stage;
+    int64_t last_event_us, first_us, requested_us, issued_us, installed_us;
+    const char *request_id, *serial, *thumbprint, *txn, *detail, *subject, *template_name;
+    enum agg_link link;
+};
+
+typedef void (*agg_enr_fn)(void *arg, const struct agg_enr_row *row);
+
+struct agg_funnel_row {
+    enum sw_platform platform;
+    uint64_t enrollments, requested, issued, delivered, installed, stuck, failed;
+};
+
+typedef void (*agg_funnel_fn)(void *arg, const struct agg_funnel_row *row);
 
 /* Paging position for events: (ts, id) of the last row returned. */
 struct agg_event_cursor {
@@ -48,13 +88,6 @@ struct agg_event_cursor {
 
 typedef void (*agg_event_fn)(void *arg, const struct sw_event *ev);
 
-struct agg_summary_row {
-    enum sw_platform platform;
-    enum sw_stage stage;
-    uint64_t count;
-};
-
-typedef void (*agg_summary_fn)(void *arg, const struct agg_summary_row *row);
 
 /* The operations a store implements. */
 struct agg_store_ops {
@@ -70,7 +103,13 @@ struct agg_store_ops {
     sw_err (*list_events)(struct agg_store_reader *r, const struct agg_event_filter *f,
                           struct agg_event_cursor *cursor, size_t limit, int *more,
                           agg_event_fn fn, void *arg);
-    sw_err (*summary)(struct agg_store_reader *r, agg_summary_fn fn, void *arg);
+    /* Report rows after cursor (rowkey; "" = start), in rowkey order; *more if others follow. */
+    sw_err (*list_enrollments)(struct agg_store_reader *r, const struct agg_enr_filter *f,
+                               const struct agg_policy *pol, const char *cursor, size_t limit,
+                               int *more, agg_enr_fn fn, void *arg);
+    /* The funnel per platform. */
+    sw_err (*funnel)(struct agg_store_reader *r, const struct agg_policy *pol,
+                     agg_funnel_fn fn, void *arg);
     sw_err (*count_events)(struct agg_store_reader *r, uint64_t *n);
 };
 

@@ -30,9 +30,10 @@ struct sqlite_store {
 struct sqlite_reader {
     struct agg_store_reader base;
     sqlite3 *db;
-    sqlite3_stmt *list[8];      /* by filter shape */
-    sqlite3_stmt *summary;
+    sqlite3_stmt *list[32];     /* by filter shape */
     sqlite3_stmt *count;
+    sqlite3_stmt *enr[32];      /* by filter shape */
+    sqlite3_stmt *funnel;
 };
 
 static const char schema[] =
@@ -260,7 +261,9 @@ sqlite_reader_close(struct agg_store_reader *base)
         return;
     for (size_t i = 0; i < sizeof r->list / sizeof r->list[0]; i++)
         sqlite3_finalize(r->list[i]);
-    sqlite3_finalize(r->summary);
+    for (size_t i = 0; i < sizeof r->enr / sizeof r->enr[0]; i++)
+        sqlite3_finalize(r->enr[i]);
+    sqlite3_finalize(r->funnel);
     sqlite3_finalize(r->count);
     sqlite3_close(r->db);
     free(r);
@@ -312,17 +315,19 @@ sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter 
                    agg_event_fn fn, void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
-    int shape = (f->device ? 1 : 0) | (f->platform ? 2 : 0) | (f->since_us ? 4 : 0);
-    char sql[512];
+    int shape = (f->device ? 1 : 0) | (f->platform ? 2 : 0) | (f->since_us ? 4 : 0) |
+                (f->until_us ? 8 : 0) | (f->request_id ? 16 : 0);
+    char sql[640];
     sqlite3_stmt *s;
     size_t rows = 0;
     int rc;
 
     snprintf(sql, sizeof sql,
-             "SELECT " EVENT_COLS " FROM events WHERE (ts_us, id) > (?1, ?2)%s%s%s"
+             "SELECT " EVENT_COLS " FROM events WHERE (ts_us, id) > (?1, ?2)%s%s%s%s%s"
              " ORDER BY ts_us, id LIMIT ?6",
              (shape & 1) ? " AND device = ?3" : "", (shape & 2) ? " AND platform = ?4" : "",
-             (shape & 4) ? " AND ts_us >= ?5" : "");
+             (shape & 4) ? " AND ts_us >= ?5" : "", (shape & 8) ? " AND ts_us <= ?7" : "",
+             (shape & 16) ? " AND request_id = ?8" : "");
     if (!(s = prepare_cached(r, &r->list[shape], sql)))
         return SW_EDB;
     sqlite3_bind_int64(s, 1, cur->valid ? cur->ts_us : INT64_MIN);
@@ -334,6 +339,10 @@ sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter 
     if (shape & 4)
         sqlite3_bind_int64(s, 5, f->since_us);
     sqlite3_bind_int64(s, 6, (sqlite3_int64)limit + 1);
+    if (shape & 8)
+        sqlite3_bind_int64(s, 7, f->until_us);
+    if (shape & 16)
+        sqlite3_bind_text(s, 8, f->request_id, -1, SQLITE_STATIC);
     *more = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct sw_event ev;
@@ -377,29 +386,6 @@ sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter 
 }
 
 static sw_err
-sqlite_summary(struct agg_store_reader *base, agg_summary_fn fn, void *arg)
-{
-    struct sqlite_reader *r = (struct sqlite_reader *)base;
-    sqlite3_stmt *s = prepare_cached(r, &r->summary,
-        "SELECT platform, stage, COUNT(*) FROM events GROUP BY platform, stage"
-        " ORDER BY platform, stage");
-    int rc;
-
-    if (!s)
-        return SW_EDB;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct agg_summary_row row = {
-            (enum sw_platform)sqlite3_column_int(s, 0),
-            (enum sw_stage)sqlite3_column_int(s, 1),
-            (uint64_t)sqlite3_column_int64(s, 2),
-        };
-        fn(arg, &row);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SW_OK : SW_EDB;
-}
-
-static sw_err
 sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
@@ -415,6 +401,155 @@ sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
     return SW_OK;
 }
 
+/* ---- report rows ---- */
+
+/*
+ * The row's columns: the enrollment, with the linked issuance filling in
+ * what the device never logged (serial, thumbprint, CA issue time), and the
+ * later of the two as the last stage.
+ */
+#define ENR_COLS                                                                        \
+    "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us,"                  \
+    " CASE WHEN i.last_us > e.last_us THEN i.state ELSE e.last_stage END,"              \
+    " MAX(e.last_us, COALESCE(i.last_us, 0)), e.first_us, COALESCE(e.request_us, e.first_us),"\
+    " COALESCE(i.issued_lo, e.device_issued_us), e.installed_us, e.request_id,"         \
+    " COALESCE(i.serial, e.serial), COALESCE(i.thumbprint, e.thumbprint),"              \
+    " COALESCE(e.txn, i.txn), COALESCE(e.detail, i.detail), i.subject, i.template, e.link"
+
+/* ?1 as_of; ?2..?9 the thresholds of statuses 2..9 (status n uses ?n). */
+#define STUCK_EXPR                                                                      \
+    "(e.status NOT IN (1, 2) AND e.since_us IS NOT NULL AND e.since_us <= ?1 - CASE e.status" \
+    " WHEN 3 THEN ?3 WHEN 4 THEN ?4 WHEN 5 THEN ?5 WHEN 6 THEN ?6 WHEN 7 THEN ?7"       \
+    " WHEN 8 THEN ?8 ELSE ?9 END)"
+
+static void
+bind_policy(sqlite3_stmt *s, const struct agg_policy *pol)
+{
+    sqlite3_bind_int64(s, 1, pol->as_of_us);
+    for (int st = 2; st <= 9 && st < AGG_STATUS_COUNT; st++)
+        sqlite3_bind_int64(s, st, pol->threshold_us[st]);
+}
+
+static const char *
+col_str(sqlite3_stmt *s, int i)
+{
+    const char *p = (const char *)sqlite3_column_text(s, i);
+    return p && *p ? p : NULL;
+}
+
+static sw_err
+sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filter *f,
+                        const struct agg_policy *pol, const char *cursor, size_t limit,
+                        int *more, agg_enr_fn fn, void *arg)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
+                (f->device ? 8 : 0) | (f->cert_key ? 16 : 0);
+    char sql[2048];
+    sqlite3_stmt *s;
+    size_t rows = 0;
+    int rc;
+
+    snprintf(sql, sizeof sql,
+             "SELECT " ENR_COLS ", " STUCK_EXPR " FROM enrollments e"
+             " LEFT JOIN issuances i ON i.request_id = e.request_id"
+             " WHERE e.rowkey > ?10%s%s%s%s%s ORDER BY e.rowkey LIMIT ?11",
+             (shape & 1) ? " AND " STUCK_EXPR : "",
+             (shape & 2) ? " AND ((1 << e.status) & ?12) != 0" : "",
+             (shape & 4) ? " AND e.platform = ?13" : "",
+             (shape & 8) ? " AND COALESCE(e.device, '') = ?14" : "",
+             (shape & 16) ? " AND (e.request_id = ?15 OR lower(e.serial) = lower(?15) OR"
+                            " lower(e.thumbprint) = lower(?15) OR upper(e.txn) = upper(?15) OR"
+                            " lower(i.serial) = lower(?15) OR lower(i.thumbprint) = lower(?15) OR"
+                            " upper(i.txn) = upper(?15))" : "");
+    if (!(s = prepare_cached(r, &r->enr[shape], sql)))
+        return SW_EDB;
+    bind_policy(s, pol);
+    sqlite3_bind_text(s, 10, cursor ? cursor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, (sqlite3_int64)limit + 1);
+    if (shape & 2)
+        sqlite3_bind_int64(s, 12, f->status_mask);
+    if (shape & 4)
+        sqlite3_bind_int(s, 13, f->platform);
+    if (shape & 8)
+        sqlite3_bind_text(s, 14, f->device, -1, SQLITE_STATIC);
+    if (shape & 16)
+        sqlite3_bind_text(s, 15, f->cert_key, -1, SQLITE_STATIC);
+    *more = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agg_enr_row row;
+        if (rows == limit) {
+            *more = 1;
+            break;
+        }
+        memset(&row, 0, sizeof row);
+        row.rowkey = col_str(s, 0);
+        row.device = col_str(s, 1);
+        row.platform = (enum sw_platform)sqlite3_column_int(s, 2);
+        row.profile = col_str(s, 3);
+        row.status = (enum agg_status)sqlite3_column_int(s, 4);
+        row.since_us = sqlite3_column_int64(s, 5);
+        row.last_stage = (enum sw_stage)sqlite3_column_int(s, 6);
+        row.last_event_us = sqlite3_column_int64(s, 7);
+        row.first_us = sqlite3_column_int64(s, 8);
+        row.requested_us = sqlite3_column_int64(s, 9);
+        row.issued_us = sqlite3_column_int64(s, 10);
+        row.installed_us = sqlite3_column_int64(s, 11);
+        row.request_id = col_str(s, 12);
+        row.serial = col_str(s, 13);
+        row.thumbprint = col_str(s, 14);
+        row.txn = col_str(s, 15);
+        row.detail = col_str(s, 16);
+        row.subject = col_str(s, 17);
+        row.template_name = col_str(s, 18);
+        row.link = (enum agg_link)sqlite3_column_int(s, 19);
+        if (sqlite3_column_int(s, 20))
+            row.stuck_since_us = row.since_us;
+        fn(arg, &row);
+        rows++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sw_error("store: enrollments: %s", sqlite3_errmsg(r->db));
+        return SW_EDB;
+    }
+    return SW_OK;
+}
+
+static sw_err
+sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_funnel_fn fn,
+              void *arg)
+{
+    struct sqlite_reader *r = (struct sqlite_reader *)base;
+    sqlite3_stmt *s = prepare_cached(r, &r->funnel,
+        "SELECT e.platform, COUNT(*),"
+        " SUM(e.request_us IS NOT NULL AND e.kind = 0),"
+        " SUM(i.state IN (23, 25) OR e.device_issued_us IS NOT NULL),"
+        " SUM(e.device_issued_us IS NOT NULL),"
+        " SUM(e.status = 1),"
+        " SUM(" STUCK_EXPR "),"
+        " SUM(e.status = 2)"
+        " FROM enrollments e LEFT JOIN issuances i ON i.request_id = e.request_id"
+        " GROUP BY e.platform ORDER BY e.platform");
+    int rc;
+
+    if (!s)
+        return SW_EDB;
+    bind_policy(s, pol);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agg_funnel_row row = {
+            (enum sw_platform)sqlite3_column_int(s, 0),
+            (uint64_t)sqlite3_column_int64(s, 1), (uint64_t)sqlite3_column_int64(s, 2),
+            (uint64_t)sqlite3_column_int64(s, 3), (uint64_t)sqlite3_column_int64(s, 4),
+            (uint64_t)sqlite3_column_int64(s, 5), (uint64_t)sqlite3_column_int64(s, 6),
+            (uint64_t)sqlite3_column_int64(s, 7),
+        };
+        fn(arg, &row);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SW_OK : SW_EDB;
+}
+
 const struct agg_store_ops agg_store_sqlite = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -423,6 +558,7 @@ const struct agg_store_ops agg_store_sqlite = {
     .reader_open = sqlite_reader_open,
     .reader_close = sqlite_reader_close,
     .list_events = sqlite_list_events,
-    .summary = sqlite_summary,
+    .list_enrollments = sqlite_list_enrollments,
+    .funnel = sqlite_funnel,
     .count_events = sqlite_count_events,
 };

@@ -30,6 +30,8 @@ send --format ios_console --date 2024-03-14 --device iphone-bwong "$S"/ios_conso
 send --format auto "$S"/windows_event_xml/*.xml "$S"/ca_certutil_csv/*.csv "$S"/ndes_iis/*.log
 
 echo
-"$BIN"/scepwatch summary
+"$BIN"/scepwatch summary --as-of 2024-03-15T12:00:00Z
+echo
+"$BIN"/scepwatch stuck --as-of 2024-03-15T12:00:00Z
 echo
 echo "database: $WORK/scepwatch.db   (try: $BIN/scepwatch --aggregator $URL events)"
