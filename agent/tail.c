@@ -115,6 +115,8 @@ struct agent_tail {
     size_t ctx_bytes;               /* charged by live contexts */
     size_t batch_events;
     size_t batch_bytes;
+    unsigned pack_pct;              /* packed size / builder estimate, percent
+                                       (sw_wire_builder_bytes runs low) */
     uint64_t tick;
     uint64_t gen;                   /* scan generation */
     size_t rr;                      /* round-robin start of the service loop */
@@ -472,7 +474,7 @@ tail_line(void *arg, const char *line, size_t len, uint64_t offset, int truncate
     if (t->emit_err)
         return 1;
     if (sw_wire_builder_count(t->builder) >= t->batch_events ||
-        sw_wire_builder_bytes(t->builder) >= t->batch_bytes) {
+        sw_wire_builder_bytes(t->builder) * t->pack_pct / 100 >= t->batch_bytes) {
         t->batch_full = 1;
         return 1;
     }
@@ -631,6 +633,10 @@ tail_commit(struct agent_tail *t)
         }
         b.data = t->packed.data;
         b.len = t->packed.len;
+        size_t est = sw_wire_builder_bytes(t->builder);
+        if (est)
+            t->pack_pct = (unsigned)(b.len * 110 / est) > 100 ? (unsigned)(b.len * 110 / est)
+                                                              : 100;
     }
     e = agent_spool_commit(t->sp, n ? &b : NULL, t->puts, nput, t->dels, t->n_dels);
     if (e != SW_OK) {
@@ -1340,6 +1346,7 @@ agent_tail_open(struct agent_tail **out, const struct agent_tail_conf *cf, struc
     if (!t->cf.agent_id)
         t->cf.agent_id = t->cf.host;
     t->next_batch_id = random_u64();
+    t->pack_pct = 200;
     t->last_commit_ms = now_ms();
     sw_buf_init(&t->packed);
     if (agent_reader_init(&t->reader, AGENT_MAX_LINE) != SW_OK)
