@@ -165,7 +165,10 @@ agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, v
         int finished = open && (cur.installed_us || cur.failed);
         int other_profile = open && ev->profile.len && cur.profile[0] &&
                             !profile_compatible(cur.profile, ev->profile);
-        if (!open || other_profile || (finished && is_request_stage(ev->stage))) {
+        /* a profile arriving after an unnamed request went out is a new request */
+        int late_profile = open && ev->stage == SW_STAGE_PROFILE_RECEIVED && ev->profile.len &&
+                           !cur.profile[0] && cur.request_us;
+        if (!open || other_profile || late_profile || (finished && is_request_stage(ev->stage))) {
             if (open)
                 fn(arg, &cur);
             start(&cur, ev, ++seq);

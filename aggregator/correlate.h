@@ -99,9 +99,10 @@ typedef void (*agg_enrollment_fn)(void *arg, const struct agg_enrollment *e);
  * Splits one device's SCEP events (cert = scep; sorted by ts, ties in a
  * fixed order) into enrollments.  A new enrollment starts when a request
  * stage (profile_received, cacert/cacaps_requested, csr_generated,
- * enroll_requested) follows a finished one (installed or failed), or when
- * a different profile appears.  Events without a profile join the
- * device's open enrollment (Android jscep, most iOS lines).
+ * enroll_requested) follows a finished one (installed or failed), when a
+ * different profile appears, or when a profile is received after a request
+ * that named none went out.  Events without a profile join the device's
+ * open enrollment (Android jscep, most iOS lines).
  */
 void agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, void *arg);
 
