@@ -58,6 +58,7 @@ DEFAULT_MIX = {"installed": 0.60, "waiting_user_install": 0.04, "waiting_user_ac
                "via_pending": 0.15}  # share of installed ones that went through CA PENDING
 FAIL_KINDS = ["badRequest", "badMessageCheck", "badAlg", "badTime", "badCertId", "ca_denied",
               "install_failed", "http_error", "cacert_mismatch"]
+HANGING = ("pending", "issued_not_delivered", "requested_not_issued")
 DEFAULT_FAIL_MIX = {"badRequest": 1, "badMessageCheck": 1, "badAlg": 1, "badTime": 1,
                     "badCertId": 1, "ca_denied": 2, "install_failed": 2, "http_error": 1,
                     "cacert_mismatch": 1}
@@ -987,7 +988,10 @@ class Fleet:
         self.make_profiles()
         self.make_devices()
         S, W = self.start, self.window
-        waves = sorted(S + self.u(0.1, 0.9) * W // US for _ in range(3))
+        # policy pushes: bursts of check-ins; more waves for bigger fleets, so that a wave
+        # holds ~15 devices and same-profile requests overlap without being hopeless
+        n_waves = max(3, len(self.devices) // 50)
+        waves = sorted(S + self.u(0.1, 0.9) * W // US for _ in range(n_waves))
         first_share = {k: self.mix[k] for k in STATUSES}
         tot = sum(first_share.values())
         p_failed = first_share["failed"] / tot
@@ -1016,10 +1020,17 @@ class Fleet:
 
     def session(self, dev, t, items, p_retry, p_renew):
         """One device check-in: enrollments run one after the other.  On iOS and Windows an
-        enrollment still waiting on the CA goes last, since it holds the queue."""
+        enrollment left hanging (pending, or a request never answered) holds the queue: it goes
+        last, and any other hanging one is left to a later check-in, 1-3 hours on."""
         r = self.rng
         t = max(t, dev.busy_until + self.u(30, 120))
         s_start = t
+        items = [(p, gen, o or self.outcome_for(dev.platform)) for p, gen, o in items]
+        later = []
+        if dev.platform != "android":
+            hang = [it for it in items if it[2] in HANGING]
+            items = [it for it in items if it[2] not in HANGING] + hang[:1]
+            later = hang[1:]
         if dev.platform == "android":
             self.add(dev, t - self.u(0.0005, 0.002), ("A", "VERB", "com.microsoft.omadm."
                      "platforms.android.certmgr.CertificateEnrollmentManager", 12,
@@ -1030,9 +1041,6 @@ class Fleet:
         ens = []
         for prof, gen, outcome in items:
             ens.append(self.new_enrollment(dev, prof, 0, gen, outcome))
-        if dev.platform != "android":
-            ens.sort(key=lambda e: e.outcome in ("pending", "issued_not_delivered",
-                                                 "requested_not_issued"))
         for e in ens:
             e.t0 = t
             self.flow(e)
@@ -1043,6 +1051,8 @@ class Fleet:
         end = max(e.end for e in ens)
         dev.busy_until = max(dev.busy_until, end)
         dev.spans.append((s_start, end))
+        for it in later:
+            self.session(dev, end + self.u(60 * 60, 180 * 60), [it], p_retry, p_renew)
         for e in ens:
             if e.gen == "retry" and e.outcome == "failed":
                 continue                     # at most one retry in a row
@@ -1113,6 +1123,34 @@ class Fleet:
             out.append(["", "", "", "orphan_issuance", str(rec.rid), rec.serial, rec.thumb, "",
                         iso(rec.t_recv), iso(rec.issued_at), ""])
         self.truth = out
+
+    def stats(self):
+        """How hard the fleet is: the noise share of device lines, and how often another
+        device asked for the same profile close in time (the time-window linking case)."""
+        lines = sum(len(d.lines) for d in self.devices)
+        noise = sum(1 for d in self.devices for l in d.lines if not l.scep)
+        by_prof = defaultdict(list)
+        for e in self.enrollments:
+            by_prof[e.profile.guid].append((e.requested_at, e.dev.id))
+        near = {60: 0, 10: 0}
+        for lst in by_prof.values():
+            lst.sort()
+            for i, (t, dev) in enumerate(lst):
+                for w in near:
+                    j, hit = i - 1, False
+                    while j >= 0 and t - lst[j][0] <= w * US and not hit:
+                        hit = lst[j][1] != dev
+                        j -= 1
+                    j = i + 1
+                    while j < len(lst) and lst[j][0] - t <= w * US and not hit:
+                        hit = lst[j][1] != dev
+                        j += 1
+                    near[w] += hit
+        n = len(self.enrollments) or 1
+        return {"device_lines": lines, "device_noise_share": round(noise / (lines or 1), 3),
+                "enrollments": len(self.enrollments),
+                "same_profile_other_device_within_60s": round(near[60] / n, 3),
+                "same_profile_other_device_within_10s": round(near[10] / n, 3)}
 
     # ---- rendering
     def render(self, outdir):
@@ -1193,6 +1231,7 @@ class Fleet:
         a = self.a
         manifest = {
             "generator": "tests/fleetgen.py",
+            "argv": a.argv,
             "arguments": {"seed": a.seed, "devices": a.devices, "start": a.start,
                           "hours": a.hours, "mix": self.mix, "fail_mix": self.fail_mix,
                           "noise_ratio": a.noise_ratio, "duplicates": a.duplicates,
@@ -1202,6 +1241,7 @@ class Fleet:
                           "android_key": p.android_key, "ios_key": p.ios_key,
                           "windows_key": p.win_key} for p in self.profiles],
             "truth": "truth.csv",
+            "stats": self.stats(),
             "devices": manifest_devices,
             "server": server,
         }
@@ -1311,7 +1351,8 @@ IOS_NOISE = [
     ("default", "runningboardd", lambda g: "Acquiring assertion for pid %d"
      % g.rng.randint(100, 9999)),
     ("debug", "profiled", lambda g: "Checking profile compliance"),
-    ("default", "profiled", lambda g: "Profile \u201ccom.contoso.restrictions\u201d installed."),
+    ("default", "profiled", lambda g: "Profile \u201ccom.contoso.%s\u201d installed."
+     % g.rng.choice(["restrictions", "passcode", "webclip.portal", "appconfig.outlook"])),
     ("debug", "nsurlsessiond", lambda g: "Task <%s>.<1> finished successfully"
      % g.guid().upper()),
 ]
@@ -1349,7 +1390,10 @@ def noise_line(g, dev):
         return ("A", lvl, logger, r.choice([0, 2, 4, 7, 9, 11]), fn(g))
     if dev.platform == "ios":
         typ, proc, fn = r.choice(IOS_NOISE)
-        return ("I", typ, proc, fn(g))
+        msg = fn(g)
+        if dev.style != "tab":
+            msg = msg.replace("\u201c", '"').replace("\u201d", '"')
+        return ("I", typ, proc, msg)
     eid = r.choice(WIN_NOISE_IDS)
     return ("W", eid, 4, win_noise_data(g, eid), r.randint(2000, 9999))
 
@@ -1924,6 +1968,22 @@ def derive_status(platform, evs):
     return "requested_not_issued"
 
 
+def run_parse(agent, args, path, problems):
+    """`agent parse ARGS PATH` as a list of event dicts; trouble goes to problems."""
+    r = subprocess.run([agent, "parse"] + args + [path], capture_output=True, timeout=600)
+    got = []
+    if r.returncode != 0:
+        problems.append("%s: agent exit %d: %s" % (path, r.returncode,
+                                                  r.stderr.decode(errors="replace")[:200]))
+    for l in r.stdout.decode("utf-8", errors="replace").splitlines():
+        if l.strip():
+            try:
+                got.append(json.loads(l))
+            except ValueError:
+                problems.append("%s: not JSON: %s" % (path, l[:100]))
+    return got
+
+
 def check(args):
     root = args.check
     agent = args.agent
@@ -1948,18 +2008,14 @@ def check(args):
             problems.append("%s: no expected file (generated with --no-expected?)" % f["path"])
             continue
         expected = [json.loads(l) for l in open(exp_path, encoding="utf-8") if l.strip()]
-        r = subprocess.run([agent, "parse"] + f["args"] + [path], capture_output=True,
-                           timeout=600)
-        got = []
-        if r.returncode != 0:
-            problems.append("%s: agent exit %d: %s" % (f["path"], r.returncode,
-                                                      r.stderr.decode(errors="replace")[:200]))
-        for l in r.stdout.decode("utf-8", errors="replace").splitlines():
-            if l.strip():
-                try:
-                    got.append(json.loads(l))
-                except ValueError:
-                    problems.append("%s: not JSON: %s" % (f["path"], l[:100]))
+        got = run_parse(agent, f["args"], path, problems)
+        if args.auto:
+            auto_args = list(f["args"])
+            auto_args[auto_args.index("--format") + 1] = "auto"
+            got_auto = run_parse(agent, auto_args, path, problems)
+            if Counter(map(ev_key, got_auto)) != Counter(map(ev_key, got)):
+                problems.append("%s: --format auto gives %d events, --format %s %d (or others)"
+                                % (f["path"], len(got_auto), f["format"], len(got)))
         c = per_format[f["format"]]
         c["files"] += 1
         c["expected"] += len(expected)
@@ -2160,14 +2216,34 @@ def main(argv=None):
     ap.add_argument("--binary-cert", action="store_true",
                     help="certutil CSV gets a Binary Certificate column (PEM)")
     ap.add_argument("--no-expected", action="store_true", help="do not write expected/")
+    ap.add_argument("--like", metavar="DIR",
+                    help="generate with the arguments recorded in DIR/manifest.json")
     ap.add_argument("--omadm-lines", type=int, help="scale mode: lines of one OMADM.log")
     ap.add_argument("--scep-ratio", type=float, default=0.2)
     ap.add_argument("--check", metavar="DIR", help="check mode: parse DIR with --agent")
     ap.add_argument("--agent", default="build/bin/scepwatch-agent")
+    ap.add_argument("--auto", action="store_true",
+                    help="check: also parse every file with --format auto and compare")
     ap.add_argument("--strict", action="store_true",
                     help="check: a format whose parser prints nothing is a failure")
     ap.add_argument("--describe", action="store_true", help="print what each outcome looks like")
+    if argv is None:
+        argv = sys.argv[1:]
     a = ap.parse_args(argv)
+    if a.like:
+        # the generation arguments of an existing fleet, with this --out
+        like = json.load(open(os.path.join(a.like, "manifest.json")))["argv"]
+        argv = like + ["--out", a.out]
+        a = ap.parse_args(argv)
+    a.argv = []
+    skip = False
+    for x in argv:                     # what made this fleet, minus where it went
+        if skip:
+            skip = False
+        elif x == "--out":
+            skip = True
+        elif not x.startswith("--out="):
+            a.argv.append(x)
     if a.describe:
         print(describe_outcomes(), end="")
         return 0
@@ -2189,9 +2265,10 @@ def main(argv=None):
     g.make_truth()
     files = g.render(a.out)
     st = Counter(row[3] for row in g.truth)
-    print("fleetgen: %d devices, %d enrollments, %d CA requests, %d files -> %s; %s"
+    print("fleetgen: %d devices, %d enrollments, %d CA requests, %d files -> %s; %s; %s"
           % (a.devices, len(g.enrollments), len(g.cas), len(files), a.out,
-             ", ".join("%s %d" % (k, st[k]) for k in sorted(st))), file=sys.stderr)
+             ", ".join("%s %d" % (k, st[k]) for k in sorted(st)),
+             json.dumps(g.stats())), file=sys.stderr)
     return 0
 
 
