@@ -154,30 +154,89 @@ apply(struct agg_enrollment *e, const struct sw_event *ev)
     }
 }
 
+static int
+finished(const struct agg_enrollment *e)
+{
+    return e->installed_us || e->failed;
+}
+
+/* The newest enrollment whose profile fits p (open ones first), or -1. */
+static int
+find_profile(const struct agg_enrollment *v, int n, struct sw_slice p)
+{
+    int best = -1;
+    for (int i = n - 1; i >= 0; i--) {
+        if (!v[i].profile[0] || !profile_compatible(v[i].profile, p))
+            continue;
+        if (!finished(&v[i]))
+            return i;
+        if (best < 0)
+            best = i;
+    }
+    return best;
+}
+
+static int
+find_txn(const struct agg_enrollment *v, int n, struct sw_slice t)
+{
+    for (int i = n - 1; i >= 0; i--)
+        if (strlen(v[i].txn) == t.len && memcmp(v[i].txn, t.ptr, t.len) == 0)
+            return i;
+    return -1;
+}
+
+/*
+ * A device may run several enrollments at once (Company Portal works
+ * through "There are 3 requests" while an earlier one polls as pending,
+ * and install state machines run side by side), so each event goes to
+ * the enrollment it names: by profile, else by SCEP transaction id, else
+ * to the request flow in progress ("current").
+ */
 void
 agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, void *arg)
 {
-    struct agg_enrollment cur;
-    int open = 0, seq = 0;
+    struct agg_enrollment *v = NULL;
+    int nv = 0, cap = 0, cur = -1;
 
     for (size_t i = 0; i < n; i++) {
         const struct sw_event *ev = &evs[i];
-        int finished = open && (cur.installed_us || cur.failed);
-        int other_profile = open && ev->profile.len && cur.profile[0] &&
-                            !profile_compatible(cur.profile, ev->profile);
-        /* a profile arriving after an unnamed request went out is a new request */
-        int late_profile = open && ev->stage == SW_STAGE_PROFILE_RECEIVED && ev->profile.len &&
-                           !cur.profile[0] && cur.request_us;
-        if (!open || other_profile || late_profile || (finished && is_request_stage(ev->stage))) {
-            if (open)
-                fn(arg, &cur);
-            start(&cur, ev, ++seq);
-            open = 1;
+        int req = is_request_stage(ev->stage);
+        int k = -1, fresh = 0;
+
+        if (ev->profile.len) {
+            k = find_profile(v, nv, ev->profile);
+            if (k >= 0 && finished(&v[k]) && req)
+                k = -1, fresh = 1;              /* a retry or a renewal */
+            if (k < 0 && !fresh && cur >= 0 && !v[cur].profile[0] && !finished(&v[cur]) &&
+                !(ev->stage == SW_STAGE_PROFILE_RECEIVED && v[cur].request_us))
+                k = cur;                        /* the flow in progress learns its profile */
+        } else if (ev->txn.len && (k = find_txn(v, nv, ev->txn)) >= 0) {
+            /* a later answer to a known transaction */
+        } else if (cur >= 0 && !(finished(&v[cur]) && req)) {
+            k = cur;
         }
-        apply(&cur, ev);
+        if (k < 0) {
+            if (nv == cap) {
+                int nc = cap ? cap * 2 : 8;
+                struct agg_enrollment *nvp = realloc(v, (size_t)nc * sizeof *nvp);
+                if (!nvp)
+                    break;  /* out of memory: report what we have */
+                v = nvp;
+                cap = nc;
+            }
+            k = nv++;
+            start(&v[k], ev, k + 1);
+            /* a retry after a failure, without a profile line, retries that profile */
+            if (!ev->profile.len && cur >= 0 && v[cur].profile[0] && v[cur].failed)
+                memcpy(v[k].profile, v[cur].profile, sizeof v[k].profile);
+        }
+        if (req || ev->txn.len)
+            cur = k;
+        apply(&v[k], ev);
     }
-    if (open)
-        fn(arg, &cur);
+    for (int i = 0; i < nv; i++)
+        fn(arg, &v[i]);
+    free(v);
 }
 
 /* The stage that decides an issuance's state; higher wins. */
