@@ -262,19 +262,39 @@ widen(int64_t *lo, int64_t *hi, int64_t a, int64_t b)
         *hi = b;
 }
 
+/* A time interval that keeps exact observations apart from minute-rounded ones. */
+struct when {
+    int64_t lo, hi;             /* exact observations */
+    int64_t rlo, rhi;           /* rounded ones (certutil): [minute, minute + 59.999999 s] */
+};
+
+static void
+observe(struct when *w, const struct sw_event *ev)
+{
+    if (ev->source == SW_SOURCE_CA_CERTUTIL_CSV)
+        widen(&w->rlo, &w->rhi, ev->ts_us, ev->ts_us + 59999999);
+    else
+        widen(&w->lo, &w->hi, ev->ts_us, ev->ts_us);
+}
+
+/* Exact times win; rounded ones only stand in when nothing exact was seen. */
+static void
+settle(const struct when *w, int64_t *lo, int64_t *hi)
+{
+    *lo = w->lo ? w->lo : w->rlo;
+    *hi = w->lo ? w->hi : w->rhi;
+}
+
 void
 agg_fold_issuance(const struct sw_event *evs, size_t n, struct agg_issuance *out)
 {
+    struct when recv = { 0 }, issued = { 0 }, denied = { 0 };
     int rank = 0;
-    int64_t deny_lo = 0, deny_hi = 0;
 
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < n; i++) {
         const struct sw_event *ev = &evs[i];
         int r = ca_rank(ev->stage);
-        /* certutil prints minutes: the event happened within that minute */
-        int64_t lo = ev->ts_us, hi = ev->ts_us +
-                     (ev->source == SW_SOURCE_CA_CERTUTIL_CSV ? 59999999 : 0);
         if (!r)
             continue;
         if (!out->request_id[0])
@@ -288,13 +308,13 @@ agg_fold_issuance(const struct sw_event *evs, size_t n, struct agg_issuance *out
         switch (ev->stage) {
         case SW_STAGE_CA_RECEIVED:
         case SW_STAGE_CA_PENDING:
-            widen(&out->recv_lo, &out->recv_hi, lo, hi);
+            observe(&recv, ev);
             break;
         case SW_STAGE_CA_ISSUED:
-            widen(&out->issued_lo, &out->issued_hi, lo, hi);
+            observe(&issued, ev);
             break;
         case SW_STAGE_CA_DENIED:
-            widen(&deny_lo, &deny_hi, lo, hi);
+            observe(&denied, ev);
             if (ev->detail.len)
                 copy_slice(out->detail, sizeof out->detail, ev->detail);
             break;
@@ -312,14 +332,15 @@ agg_fold_issuance(const struct sw_event *evs, size_t n, struct agg_issuance *out
         if (ev->template.len)
             copy_slice(out->template_name, sizeof out->template_name, ev->template);
     }
+    settle(&recv, &out->recv_lo, &out->recv_hi);
+    settle(&issued, &out->issued_lo, &out->issued_hi);
     /* receipt unknown: an immediate answer happened when it was received */
     if (!out->recv_lo) {
         if (out->issued_lo) {
             out->recv_lo = out->issued_lo;
             out->recv_hi = out->issued_hi;
         } else {
-            out->recv_lo = deny_lo;
-            out->recv_hi = deny_hi;
+            settle(&denied, &out->recv_lo, &out->recv_hi);
         }
     }
     if (out->state == SW_STAGE_CA_DENIED && !out->detail[0])
@@ -500,9 +521,11 @@ agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, si
                 int64_t hi = pass == 0 ? c->recv_hi : c->issued_hi;
                 if (lo > t + window_us)
                     break;
-                int64_t d = dist_to(t, lo, hi);
-                if (d > window_us)
+                if (dist_to(t, lo, hi) > window_us)
                     continue;
+                /* rank a rounded interval by its middle, so an exact time
+                 * seconds away beats "somewhere in that minute" */
+                int64_t mid = lo + (hi - lo) / 2, d = t > mid ? t - mid : mid - t;
                 if (np == cap) {
                     size_t nc = cap ? cap * 2 : 64;
                     struct pair *pp = realloc(pairs, nc * sizeof *pp);

@@ -139,8 +139,9 @@ struct agg_cand_iss {
  * Pairs enrollments with issuances whose times agree within window_us:
  * the enrollment's first request against the CA's receipt, or the
  * device's receipt of the certificate against the CA's issue time.  All
- * candidate pairs are taken in order of distance (ties by the keys), each
- * side used once: a deterministic function of the two sets.
+ * candidate pairs are taken in order of distance (to the middle of a
+ * rounded interval, so exact times win; ties by the keys), each side used
+ * once: a deterministic function of the two sets.
  * Returns 0, or -1 when out of memory.
  */
 int agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, size_t ni,

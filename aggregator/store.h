@@ -21,7 +21,7 @@
 #include "sw_event.h"
 
 /* Time-link window: a device request and a CA receipt this close are one. */
-#define AGG_LINK_WINDOW_US (120LL * 1000000)
+#define AGG_LINK_WINDOW_US (30LL * 1000000)
 
 struct agg_store_ops;
 
