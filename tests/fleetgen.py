@@ -15,8 +15,13 @@ Three modes:
           each file, in the shape of shared/samples, plus "_row" = the truth.csv row).
   scale   python3 tests/fleetgen.py --seed 1 --omadm-lines 1000000 --scep-ratio 0.2 --out FILE
           one big Android OMADM.log for parser throughput benchmarks.
-  check   python3 tests/fleetgen.py --check DIR --agent build/bin/scepwatch-agent [--strict]
+  check   python3 tests/fleetgen.py --check DIR --agent build/bin/scepwatch-agent [--auto]
+              [--strict]
           parses every file of DIR with the manifest's flags and compares with expected/.
+  ship    python3 tests/fleetgen.py --ship DIR --agent AGENT --aggregator URL
+          sends every file of DIR (duplicates too) with `scepwatch-agent send`.
+  score   python3 tests/fleetgen.py --score DIR --export REPORT.csv [--min-accuracy 0.9]
+          compares `scepwatch export --csv` output with DIR/truth.csv.
 
 Same seed and arguments give byte-identical output: one random.Random(seed), sorted
 iteration, no clock.  Line shapes follow shared/samples/README.md section 3; the outcomes,
@@ -253,7 +258,6 @@ class Device:
         self.sid = ""
         self.ua = ""
         self.ios_get = False
-        self.export_t = 0
 
 
 class CaRec:
@@ -272,6 +276,8 @@ class CaRec:
         self.serial = self.thumb = self.der = None
         self.spki = None
         self.row = None            # truth.csv row of the enrollment or orphan
+        self.ghost = None          # orphans: the enrollment of the device we have no logs of
+        self.plain_cn = False      # a server certificate (DNS name, not a UPN)
 
 
 class Enrollment:
@@ -421,13 +427,10 @@ class Fleet:
         if e is not None and t > e.end:
             e.end = t
 
-    def dev_ev(self, dev, stage, e, **kw):
-        ev = {"stage": stage, "cert": "scep"}
-        ev.update(kw)
-        return ev
-
     def iis_add(self, t_done, method, stem, query, cip, ua, status, sub=0, win32=0, taken_ms=15,
-                e=None, ca=None):
+                e=None):
+        """One NDES IIS line, logged when the response completes (t_done); e is the
+        enrollment it belongs to (its truth row goes into the expected event)."""
         f = {"cs-method": method, "cs-uri-stem": stem, "cs-uri-query": query or "-",
              "c-ip": cip, "cs(User-Agent)": ua, "sc-status": str(status),
              "sc-substatus": str(sub), "sc-win32-status": str(win32),
@@ -435,7 +438,7 @@ class Fleet:
              "s-ip": S_IP if cip != PLUGIN_IP else PLUGIN_IP}
         if stem.startswith("/CertificateRegistrationSvc"):
             f["s-ip"] = PLUGIN_IP
-        self.iis.append((t_done, self.nextseq(), f, e, ca))
+        self.iis.append((t_done, self.nextseq(), f, e))
 
     def cip(self):
         return self.rng.choice(CONNECTOR_IPS)
@@ -530,9 +533,7 @@ class Fleet:
 
     # -- plan of one enrollment: the server's answers, in order
     def plan(self, e):
-        """Decides the variant and returns the list of answers the device gets to its
-        PKIOperation (first request, then polls): 'SUCCESS', 'PENDING', 'FAILURE', 'HTTP500',
-        or None when no answer arrives."""
+        """Decides e.variant: how the outcome comes about (see describe_outcomes())."""
         o, fk = e.outcome, e.fail_kind
         r = self.rng
         if o in ("installed", "waiting_user_install", "waiting_user_access"):
@@ -570,8 +571,8 @@ class Fleet:
     def pki_and_polls(self, e, t_send):
         """Runs the server side of a PKIOperation and its polls according to e.variant.
         Returns a list of (device receive time, answer, t_send of that request) where answer
-        is SUCCESS/PENDING/FAILURE/HTTP500, and the time the device would send the next poll;
-        an empty list means no answer ever reached the device."""
+        is SUCCESS/PENDING/FAILURE/HTTP500; an empty list means no answer reached the
+        device."""
         v, dev = e.variant, e.dev
         r = self.rng
         out = []
@@ -665,7 +666,7 @@ class Fleet:
         CSM = "com.microsoft.omadm.platforms.android.certmgr.CertificateStoreManager"
 
         def A(t, lvl, logger, msg, stage=None, th=tid, **kw):
-            evs = [self.dev_ev(dev, stage, e, **kw)] if stage else []
+            evs = [dict(stage=stage, cert="scep", **kw)] if stage else []
             self.add(dev, t, ("A", lvl, logger, th, msg), evs, e)
 
         t = e.t0
@@ -788,7 +789,7 @@ class Fleet:
         url = NDES_HOST + MSCEP
 
         def I(t, typ, msg, stage=None, proc="profiled", scep=True, **kw):
-            evs = [self.dev_ev(dev, stage, e, **kw)] if stage else []
+            evs = [dict(stage=stage, cert="scep", **kw)] if stage else []
             self.add(dev, t, ("I", typ, proc, msg), evs, e, scep)
 
         t = e.t0
@@ -893,7 +894,7 @@ class Fleet:
         url = NDES_HOST + WIN_MSCEP
 
         def W(t, eid, data, stage=None, level=4, **kw):
-            evs = [self.dev_ev(dev, stage, e, **kw)] if stage else []
+            evs = [dict(stage=stage, cert="scep", **kw)] if stage else []
             self.add(dev, t, ("W", eid, level, data, r.randint(2000, 9999)), evs, e)
 
         t = e.t0
@@ -965,13 +966,14 @@ class Fleet:
         prof = self.rng.choice(self.profiles)
         e = Enrollment(fake, prof, t, "installed", "", "orphan")
         e.spki = make_spki(self.rng)
-        t1 = self.http_get(fake, t, "GetCACert", None)
-        t2 = self.http_get(fake, t1 + self.u(0.1, 0.5), "GetCACaps", None)
-        res = self.pki_exchange(fake, t2 + self.u(0.3, 1.0), None, "submit")
+        t1 = self.http_get(fake, t, "GetCACert", e)
+        t2 = self.http_get(fake, t1 + self.u(0.1, 0.5), "GetCACaps", e)
+        res = self.pki_exchange(fake, t2 + self.u(0.3, 1.0), e, "submit")
         rec = self.ca_new(res[2], e)
         rec.issued_at = res[2] + self.u(0.06, 0.15)
-        self.notify(res[0] - self.u(0.01, 0.1), None)
+        self.notify(res[0] - self.u(0.01, 0.1), e)
         rec.enr = None
+        rec.ghost = e           # its IIS lines get the orphan's truth row
         self.orphans.append(rec)
 
     def other_issuance(self, t, cn, template):
@@ -1062,7 +1064,6 @@ class Fleet:
             elif e.outcome == "installed" and e.gen == "first" and r.random() < p_renew:
                 t_r = e.end + self.u(14 * 86400, 42 * 86400)
                 self.session(dev, t_r, [(e.profile, "renewal", None)], 0.0, 0.0)
-                e.renewed_by = dev.enrollments[-1]
                 if r.random() < 0.5 and e.ca is not None:
                     e.ca.revoked_at = dev.enrollments[-1].end + self.u(60, 1800)
 
@@ -1120,6 +1121,8 @@ class Fleet:
                         iso(e.installed_at) if e.installed_at is not None else ""])
         for rec in sorted(self.orphans, key=lambda c: c.rid):
             rec.row = len(out) + 1
+            if rec.ghost is not None:
+                rec.ghost.row = rec.row
             out.append(["", "", "", "orphan_issuance", str(rec.rid), rec.serial, rec.thumb, "",
                         iso(rec.t_recv), iso(rec.issued_at), ""])
         self.truth = out
@@ -1159,7 +1162,6 @@ class Fleet:
         expected = {}
         for dev in sorted(self.devices, key=lambda d: d.id):
             dev.lines.sort(key=lambda l: (l.t, l.seq))
-            dev.export_t = (dev.lines[-1].t if dev.lines else self.start) + self.u(60, 1800)
             entries = []
             if dev.platform == "android":
                 text, evs = render_android(self, dev)
@@ -1403,7 +1405,6 @@ def noise_line(g, dev):
 def render_android(g, dev):
     out = []
     evs = []
-    digits = g.rng
     # a root certificate install at the start of the log (cert=root events, not enrollments)
     t0 = dev.lines[0].t - g.u(60, 600) if dev.lines else g.start
     root_id = str(g.rng.randint(10**9, 2 * 10**9))
@@ -1422,7 +1423,7 @@ def render_android(g, dev):
     lines = sorted(root + dev.lines, key=lambda l: (l.t, l.seq))
     for l in lines:
         _, lvl, logger, tid, msg = l.text
-        ts = ts7(l.t, digits.randint(0, 9))
+        ts = ts7(l.t, g.rng.randint(0, 9))
         if dev.style == "tab":
             out.append("%s\t%s\tEvent\t%s\t%d\t%d\t%s" % (ts, lvl, logger, dev.pid, tid, msg))
         else:
@@ -1544,7 +1545,7 @@ def render_security(g):
         if rec.issued_at is not None:
             seq += 1
             ski = " ".join("%02x" % b for b in hashlib.sha1(rec.spki).digest())
-            san = ("DNS Name=%s" % rec.cn) if getattr(rec, "plain_cn", False) else \
+            san = ("DNS Name=%s" % rec.cn) if rec.plain_cn else \
                 ("Principal Name=%s" % rec.cn)
             items.append((rec.issued_at, seq, 4887, 1,
                           common + [("Attributes", attrs(rec)), ("Disposition", "3"),
@@ -1768,7 +1769,7 @@ def render_iis(g):
                      "sc-substatus": "0", "sc-win32-status": "0", "time-taken": "0"}
             f["s-ip"] = S_IP
             f["sc-bytes"] = str(g.rng.randint(200, 2000))
-            items.append((t, g.nextseq(), f, None, None))
+            items.append((t, g.nextseq(), f, None))
             t += g.u(120, 600)
     items.sort(key=lambda i: (i[0], i[1]))
     files = []
@@ -1782,7 +1783,7 @@ def render_iis(g):
         out = ["#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0",
                "#Date: %s" % d0.strftime("%Y-%m-%d %H:%M:%S"), "#Fields: " + " ".join(fields)]
         evs = []
-        for t, _, f, e, ca in day_items:
+        for t, _, f, e in day_items:
             if restart_at is not None and t >= restart_at:
                 fields = IIS_FIELDS_BYTES if g.rng.random() < 0.5 else IIS_FIELDS
                 out += ["#Software: Microsoft Internet Information Services 10.0",
@@ -1797,8 +1798,7 @@ def render_iis(g):
             f.setdefault("cs-username", "-")
             f.setdefault("cs(Referer)", "-")
             out.append(" ".join(f.get(k, "-") for k in fields))
-            row = e.row if e is not None else (ca.row if ca is not None else None)
-            ev = iis_event(f, iso(floor_to(t, US)), row)
+            ev = iis_event(f, iso(floor_to(t, US)), e.row if e is not None else None)
             if ev is not None:
                 evs.append(ev)
         files.append(("u_ex%s.log" % d0.strftime("%y%m%d"), "\n".join(out) + "\n", evs))
@@ -2114,6 +2114,93 @@ def check(args):
     return 0 if not problems else 1
 
 
+# ---------------------------------------------------------------- ship and score
+
+def ship(args):
+    """Sends every file of the fleet (duplicates included) with `agent send`, as an admin
+    would, each with the manifest's flags."""
+    root = args.ship
+    man = json.load(open(os.path.join(root, "manifest.json")))
+    entries = [f for d in man["devices"] for f in d["files"]] + man["server"]
+    bad = 0
+    for f in entries:
+        r = subprocess.run([args.agent, "send", "--aggregator", args.aggregator] + f["args"]
+                           + [os.path.join(root, f["path"])], capture_output=True, timeout=600)
+        if r.returncode != 0:
+            bad += 1
+            print("fleetgen ship: %s: exit %d: %s" % (f["path"], r.returncode,
+                                                      r.stderr.decode(errors="replace")[:200]),
+                  file=sys.stderr)
+    print("fleetgen ship: %d files sent, %d failed" % (len(entries) - bad, bad), file=sys.stderr)
+    return 1 if bad else 0
+
+
+def score(args):
+    """Compares a `scepwatch export --csv` report with truth.csv.  Device rows are paired
+    within (device, profile), nearest requested_at first, up to --tolerance-s apart; CA-only
+    rows by request id."""
+    truth = list(csv.DictReader(open(os.path.join(args.score, "truth.csv"), newline="")))
+    rep = list(csv.DictReader(open(args.export, newline="")))
+    tol = args.tolerance_s * US
+
+    def t_of(r):
+        v = r.get("requested_at") or r.get("last_event_at") or ""
+        return parse_start(v) if v else 0
+    pairs = []
+    groups = defaultdict(lambda: ([], []))
+    for r in truth:
+        groups[(r["device"], r["profile"]) if r["device"] else ("", r["request_id"])][0].append(r)
+    for r in rep:
+        groups[(r["device"], r["profile"]) if r["device"] else ("", r["request_id"])][1].append(r)
+    missed, extra = [], []
+    for key in sorted(groups):
+        ts, rs = groups[key]
+        cand = sorted((abs(t_of(a) - t_of(b)), i, j) for i, a in enumerate(ts)
+                      for j, b in enumerate(rs) if key[0] == "" or abs(t_of(a) - t_of(b)) <= tol)
+        used_t, used_r = set(), set()
+        for _, i, j in cand:
+            if i not in used_t and j not in used_r:
+                used_t.add(i)
+                used_r.add(j)
+                pairs.append((ts[i], rs[j]))
+        missed += [r for i, r in enumerate(ts) if i not in used_t]
+        extra += [r for j, r in enumerate(rs) if j not in used_r]
+    same = sum(1 for a, b in pairs if a["status"] == b["status"])
+    conf = Counter((a["status"], b["status"]) for a, b in pairs if a["status"] != b["status"])
+    print("fleetgen score: %s vs %s" % (os.path.join(args.score, "truth.csv"), args.export))
+    print("  truth rows %d, report rows %d, paired %d, truth rows unpaired %d, report rows "
+          "unpaired %d" % (len(truth), len(rep), len(pairs), len(missed), len(extra)))
+    acc = same / len(truth) if truth else 1.0
+    print("  status right for %d of %d truth rows (%.3f)" % (same, len(truth), acc))
+    by = defaultdict(lambda: [0, 0])
+    for a, b in pairs:
+        by[a["status"]][1] += 1
+        by[a["status"]][0] += a["status"] == b["status"]
+    for r in missed:
+        by[r["status"]][1] += 1
+    for st in sorted(by):
+        print("    %-22s %4d / %4d" % (st, by[st][0], by[st][1]))
+    for (a, b), n in sorted(conf.items(), key=lambda x: -x[1])[:12]:
+        print("    truth %-22s reported %-22s x%d" % (a, b, n))
+    for k in ("request_id", "serial", "thumbprint", "txn"):
+        want = [(a, b) for a, b in pairs if a[k]]
+        right = sum(1 for a, b in want if a[k] == b.get(k, ""))
+        wrong = sum(1 for a, b in want if b.get(k) and a[k] != b[k])
+        print("  %-10s right %4d, wrong %4d, missing %4d (of %d paired rows that have one)"
+              % (k, right, wrong, len(want) - right - wrong, len(want)))
+    links = Counter(b.get("link") or "-" for _, b in pairs)
+    print("  links: " + ", ".join("%s %d" % (k, links[k]) for k in sorted(links)))
+    for r in missed[:5]:
+        print("  unpaired truth:  %s %s %s %s" % (r["device"] or "CA", r["profile"], r["status"],
+                                                   r["requested_at"]))
+    for r in extra[:5]:
+        print("  unpaired report: %s %s %s %s" % (r["device"] or "CA", r["profile"], r["status"],
+                                                   r.get("requested_at")))
+    ok = acc >= args.min_accuracy
+    print("fleetgen score: accuracy %.3f %s %.3f" % (acc, ">=" if ok else "<", args.min_accuracy))
+    return 0 if ok else 1
+
+
 # ---------------------------------------------------------------- describe
 
 def describe_outcomes():
@@ -2226,6 +2313,15 @@ def main(argv=None):
                     help="check: also parse every file with --format auto and compare")
     ap.add_argument("--strict", action="store_true",
                     help="check: a format whose parser prints nothing is a failure")
+    ap.add_argument("--ship", metavar="DIR",
+                    help="send every file of DIR with `--agent send --aggregator URL`")
+    ap.add_argument("--aggregator", default="tcp://127.0.0.1:7400")
+    ap.add_argument("--score", metavar="DIR", help="compare --export CSV with DIR/truth.csv")
+    ap.add_argument("--export", metavar="CSV", help="a `scepwatch export --csv` report")
+    ap.add_argument("--tolerance-s", type=float, default=900,
+                    help="score: how far apart requested_at may be for a pair (s)")
+    ap.add_argument("--min-accuracy", type=float, default=0.0,
+                    help="score: exit 1 below this share of truth rows with the right status")
     ap.add_argument("--describe", action="store_true", help="print what each outcome looks like")
     if argv is None:
         argv = sys.argv[1:]
@@ -2249,6 +2345,12 @@ def main(argv=None):
         return 0
     if a.check:
         return check(a)
+    if a.ship:
+        return ship(a)
+    if a.score:
+        if not a.export:
+            ap.error("--score needs --export CSV")
+        return score(a)
     if not a.out:
         ap.error("--out is required")
     if a.omadm_lines is not None:
