@@ -18,10 +18,8 @@ Three modes:
   check   python3 tests/fleetgen.py --check DIR --agent build/bin/scepwatch-agent [--auto]
               [--strict]
           parses every file of DIR with the manifest's flags and compares with expected/.
-  ship    python3 tests/fleetgen.py --ship DIR --agent AGENT --aggregator URL
-          sends every file of DIR (duplicates too) with `scepwatch-agent send`.
-  score   python3 tests/fleetgen.py --score DIR --export REPORT.csv [--min-accuracy 0.9]
-          compares `scepwatch export --csv` output with DIR/truth.csv.
+  (tests/fleet_accuracy.py ships a fleet through agent and aggregator and scores the
+  `scepwatch export --csv` report against truth.csv.)
 
 Same seed and arguments give byte-identical output: one random.Random(seed), sorted
 iteration, no clock.  Line shapes follow shared/samples/README.md section 3; the outcomes,
@@ -2114,93 +2112,6 @@ def check(args):
     return 0 if not problems else 1
 
 
-# ---------------------------------------------------------------- ship and score
-
-def ship(args):
-    """Sends every file of the fleet (duplicates included) with `agent send`, as an admin
-    would, each with the manifest's flags."""
-    root = args.ship
-    man = json.load(open(os.path.join(root, "manifest.json")))
-    entries = [f for d in man["devices"] for f in d["files"]] + man["server"]
-    bad = 0
-    for f in entries:
-        r = subprocess.run([args.agent, "send", "--aggregator", args.aggregator] + f["args"]
-                           + [os.path.join(root, f["path"])], capture_output=True, timeout=600)
-        if r.returncode != 0:
-            bad += 1
-            print("fleetgen ship: %s: exit %d: %s" % (f["path"], r.returncode,
-                                                      r.stderr.decode(errors="replace")[:200]),
-                  file=sys.stderr)
-    print("fleetgen ship: %d files sent, %d failed" % (len(entries) - bad, bad), file=sys.stderr)
-    return 1 if bad else 0
-
-
-def score(args):
-    """Compares a `scepwatch export --csv` report with truth.csv.  Device rows are paired
-    within (device, profile), nearest requested_at first, up to --tolerance-s apart; CA-only
-    rows by request id."""
-    truth = list(csv.DictReader(open(os.path.join(args.score, "truth.csv"), newline="")))
-    rep = list(csv.DictReader(open(args.export, newline="")))
-    tol = args.tolerance_s * US
-
-    def t_of(r):
-        v = r.get("requested_at") or r.get("last_event_at") or ""
-        return parse_start(v) if v else 0
-    pairs = []
-    groups = defaultdict(lambda: ([], []))
-    for r in truth:
-        groups[(r["device"], r["profile"]) if r["device"] else ("", r["request_id"])][0].append(r)
-    for r in rep:
-        groups[(r["device"], r["profile"]) if r["device"] else ("", r["request_id"])][1].append(r)
-    missed, extra = [], []
-    for key in sorted(groups):
-        ts, rs = groups[key]
-        cand = sorted((abs(t_of(a) - t_of(b)), i, j) for i, a in enumerate(ts)
-                      for j, b in enumerate(rs) if key[0] == "" or abs(t_of(a) - t_of(b)) <= tol)
-        used_t, used_r = set(), set()
-        for _, i, j in cand:
-            if i not in used_t and j not in used_r:
-                used_t.add(i)
-                used_r.add(j)
-                pairs.append((ts[i], rs[j]))
-        missed += [r for i, r in enumerate(ts) if i not in used_t]
-        extra += [r for j, r in enumerate(rs) if j not in used_r]
-    same = sum(1 for a, b in pairs if a["status"] == b["status"])
-    conf = Counter((a["status"], b["status"]) for a, b in pairs if a["status"] != b["status"])
-    print("fleetgen score: %s vs %s" % (os.path.join(args.score, "truth.csv"), args.export))
-    print("  truth rows %d, report rows %d, paired %d, truth rows unpaired %d, report rows "
-          "unpaired %d" % (len(truth), len(rep), len(pairs), len(missed), len(extra)))
-    acc = same / len(truth) if truth else 1.0
-    print("  status right for %d of %d truth rows (%.3f)" % (same, len(truth), acc))
-    by = defaultdict(lambda: [0, 0])
-    for a, b in pairs:
-        by[a["status"]][1] += 1
-        by[a["status"]][0] += a["status"] == b["status"]
-    for r in missed:
-        by[r["status"]][1] += 1
-    for st in sorted(by):
-        print("    %-22s %4d / %4d" % (st, by[st][0], by[st][1]))
-    for (a, b), n in sorted(conf.items(), key=lambda x: -x[1])[:12]:
-        print("    truth %-22s reported %-22s x%d" % (a, b, n))
-    for k in ("request_id", "serial", "thumbprint", "txn"):
-        want = [(a, b) for a, b in pairs if a[k]]
-        right = sum(1 for a, b in want if a[k] == b.get(k, ""))
-        wrong = sum(1 for a, b in want if b.get(k) and a[k] != b[k])
-        print("  %-10s right %4d, wrong %4d, missing %4d (of %d paired rows that have one)"
-              % (k, right, wrong, len(want) - right - wrong, len(want)))
-    links = Counter(b.get("link") or "-" for _, b in pairs)
-    print("  links: " + ", ".join("%s %d" % (k, links[k]) for k in sorted(links)))
-    for r in missed[:5]:
-        print("  unpaired truth:  %s %s %s %s" % (r["device"] or "CA", r["profile"], r["status"],
-                                                   r["requested_at"]))
-    for r in extra[:5]:
-        print("  unpaired report: %s %s %s %s" % (r["device"] or "CA", r["profile"], r["status"],
-                                                   r.get("requested_at")))
-    ok = acc >= args.min_accuracy
-    print("fleetgen score: accuracy %.3f %s %.3f" % (acc, ">=" if ok else "<", args.min_accuracy))
-    return 0 if ok else 1
-
-
 # ---------------------------------------------------------------- describe
 
 def describe_outcomes():
@@ -2277,7 +2188,7 @@ def parse_kv(s, allowed):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 1)[1])
     ap.add_argument("--seed", type=int, default=1)
@@ -2313,15 +2224,6 @@ def main(argv=None):
                     help="check: also parse every file with --format auto and compare")
     ap.add_argument("--strict", action="store_true",
                     help="check: a format whose parser prints nothing is a failure")
-    ap.add_argument("--ship", metavar="DIR",
-                    help="send every file of DIR with `--agent send --aggregator URL`")
-    ap.add_argument("--aggregator", default="tcp://127.0.0.1:7400")
-    ap.add_argument("--score", metavar="DIR", help="compare --export CSV with DIR/truth.csv")
-    ap.add_argument("--export", metavar="CSV", help="a `scepwatch export --csv` report")
-    ap.add_argument("--tolerance-s", type=float, default=900,
-                    help="score: how far apart requested_at may be for a pair (s)")
-    ap.add_argument("--min-accuracy", type=float, default=0.0,
-                    help="score: exit 1 below this share of truth rows with the right status")
     ap.add_argument("--describe", action="store_true", help="print what each outcome looks like")
     if argv is None:
         argv = sys.argv[1:]
@@ -2345,12 +2247,6 @@ def main(argv=None):
         return 0
     if a.check:
         return check(a)
-    if a.ship:
-        return ship(a)
-    if a.score:
-        if not a.export:
-            ap.error("--score needs --export CSV")
-        return score(a)
     if not a.out:
         ap.error("--out is required")
     if a.omadm_lines is not None:
