@@ -93,8 +93,10 @@ start(struct agg_enrollment *e, const struct sw_event *ev, int seq)
 static void
 apply(struct agg_enrollment *e, const struct sw_event *ev)
 {
-    if (ev->profile.len && strlen(e->profile) < ev->profile.len)
+    if (ev->profile.len && (e->profile_guessed || strlen(e->profile) < ev->profile.len)) {
         copy_slice(e->profile, sizeof e->profile, ev->profile); /* the longest form seen */
+        e->profile_guessed = 0;
+    }
     if (ev->txn.len)
         copy_slice(e->txn, sizeof e->txn, ev->txn);
     if (ev->thumbprint.len)
@@ -207,7 +209,8 @@ agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, v
             k = find_profile(v, nv, ev->profile);
             if (k >= 0 && finished(&v[k]) && req)
                 k = -1, fresh = 1;              /* a retry or a renewal */
-            if (k < 0 && !fresh && cur >= 0 && !v[cur].profile[0] && !finished(&v[cur]) &&
+            if (k < 0 && !fresh && cur >= 0 && (!v[cur].profile[0] || v[cur].profile_guessed) &&
+                !finished(&v[cur]) &&
                 !(ev->stage == SW_STAGE_PROFILE_RECEIVED && v[cur].request_us))
                 k = cur;                        /* the flow in progress learns its profile */
         } else if (ev->txn.len && (k = find_txn(v, nv, ev->txn)) >= 0) {
@@ -227,8 +230,10 @@ agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, v
             k = nv++;
             start(&v[k], ev, k + 1);
             /* a retry after a failure, without a profile line, retries that profile */
-            if (!ev->profile.len && cur >= 0 && v[cur].profile[0] && v[cur].failed)
+            if (!ev->profile.len && cur >= 0 && v[cur].profile[0] && v[cur].failed) {
                 memcpy(v[k].profile, v[cur].profile, sizeof v[k].profile);
+                v[k].profile_guessed = 1;
+            }
         }
         if (req || ev->txn.len)
             cur = k;

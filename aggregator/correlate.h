@@ -62,6 +62,7 @@ struct agg_enrollment {
     enum sw_platform platform;
     int seq;                        /* 1.. per device, in time order */
     char profile[AGG_ID_MAX];
+    int profile_guessed;            /* carried over from a failed attempt, not logged */
     int64_t first_us;               /* first event */
     int64_t request_us;             /* first CSR / enroll request; 0 = never reached the CA */
     int64_t device_issued_us;       /* device logged receiving the cert; 0 = never */
