@@ -493,7 +493,7 @@ lower_bound(const uint32_t *ord, size_t n, const struct agg_cand_iss *iss, int b
 
 int
 agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, size_t ni,
-               int64_t window_us)
+               int64_t window_us, agg_compat_fn compat, void *compat_arg)
 {
     uint32_t *by_recv = malloc((ni ? ni : 1) * sizeof *by_recv);
     uint32_t *by_issued = malloc((ni ? ni : 1) * sizeof *by_issued);
@@ -527,6 +527,9 @@ agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, si
                 if (lo > t + window_us)
                     break;
                 if (dist_to(t, lo, hi) > window_us)
+                    continue;
+                if (compat && enr[e].profile && c->template_name &&
+                    !compat(compat_arg, enr[e].profile, c->template_name))
                     continue;
                 /* rank a rounded interval by its middle, so an exact time
                  * seconds away beats "somewhere in that minute" */

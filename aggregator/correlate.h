@@ -127,6 +127,7 @@ struct agg_cand_enr {
     int64_t device_issued_us;       /* 0 = none */
     const char *tiebreak;           /* a stable unique key (device + seq) */
     int match;                      /* out: index into issuances, or -1 */
+    const char *profile;            /* NULL = unknown */
 };
 
 struct agg_cand_iss {
@@ -134,7 +135,15 @@ struct agg_cand_iss {
     int64_t issued_lo, issued_hi;   /* 0 = unknown */
     const char *tiebreak;           /* request id */
     int match;                      /* out: index into enrollments, or -1 */
+    const char *template_name;      /* NULL = unknown */
 };
+
+/*
+ * Whether an enrollment of this profile may be issued under this template
+ * (both known); NULL callback = always.  The store answers from the pairs
+ * that thumbprint/txn/serial links have shown.
+ */
+typedef int (*agg_compat_fn)(void *arg, const char *profile, const char *template_name);
 
 /*
  * Pairs enrollments with issuances whose times agree within window_us:
@@ -146,6 +155,6 @@ struct agg_cand_iss {
  * Returns 0, or -1 when out of memory.
  */
 int agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, size_t ni,
-                   int64_t window_us);
+                   int64_t window_us, agg_compat_fn compat, void *compat_arg);
 
 #endif

@@ -51,6 +51,9 @@ const char agg_corr_schema[] =
     "CREATE INDEX IF NOT EXISTS enr_request_us ON enrollments(request_us);\n"
     "CREATE INDEX IF NOT EXISTS enr_dev_issued_us ON enrollments(device_issued_us);\n"
     "CREATE INDEX IF NOT EXISTS events_request ON events(request_id);\n"
+    "-- which template each profile's certificates were issued under, as strong links showed\n"
+    "CREATE TABLE IF NOT EXISTS profile_templates(profile TEXT NOT NULL, template TEXT NOT NULL,\n"
+    "  PRIMARY KEY(profile, template));\n"
     "CREATE INDEX IF NOT EXISTS events_device_cert_ts ON events(device, cert, ts_us);\n";
 
 static const char temp_schema[] =
@@ -63,7 +66,7 @@ enum {
     S_MARK_DEV, S_MARK_REQ, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
     S_DEV_EVENTS_NULL, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_TOUCHED_ENR_LIST, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
-    S_TOUCHED_REQ_LIST, S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_COUNT
+    S_TOUCHED_REQ_LIST, S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
@@ -95,10 +98,10 @@ static const char *const sql[S_COUNT] = {
     [S_PUT_ISS] = "INSERT OR REPLACE INTO issuances(request_id, state, recv_lo, recv_hi,"
                   " issued_lo, issued_hi, last_us, serial, thumbprint, txn, subject, template,"
                   " detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    [S_CAND_ENR] = "SELECT id, rowkey, request_us, device_issued_us FROM enrollments"
+    [S_CAND_ENR] = "SELECT id, rowkey, request_us, device_issued_us, profile FROM enrollments"
                    " WHERE kind = 0 AND link IN (0, 4) AND request_us > 0 AND"
                    " (request_us BETWEEN ?1 AND ?2 OR device_issued_us BETWEEN ?1 AND ?2)",
-    [S_CAND_ISS] = "SELECT i.request_id, i.recv_lo, i.recv_hi, i.issued_lo, i.issued_hi"
+    [S_CAND_ISS] = "SELECT i.request_id, i.recv_lo, i.recv_hi, i.issued_lo, i.issued_hi, i.template"
                    " FROM issuances i WHERE (i.recv_lo BETWEEN ?1 AND ?2 OR"
                    " i.issued_lo BETWEEN ?1 AND ?2) AND NOT EXISTS (SELECT 1 FROM enrollments e"
                    " WHERE e.request_id = i.request_id AND e.link IN (1, 2, 3))",
@@ -120,6 +123,12 @@ static const char *const sql[S_COUNT] = {
                      " detail, request_id, link, status, since_us)"
                      " VALUES(?1, 1, NULL, 4, 0, NULL, ?2, ?2, NULL, NULL, ?3, ?4, 0, 0, 0, ?5,"
                      " ?6, ?7, ?8, ?9, 0, ?10, ?11)",
+    [S_LEARN] = "INSERT OR IGNORE INTO profile_templates(profile, template)"
+                " SELECT e.profile, i.template FROM enrollments e"
+                " JOIN issuances i ON i.request_id = e.request_id"
+                " WHERE e.id IN (SELECT id FROM touched_enr) AND e.link IN (1, 2, 3)"
+                " AND e.profile IS NOT NULL AND i.template IS NOT NULL",
+    [S_MAP] = "SELECT profile, template FROM profile_templates ORDER BY profile, template",
 };
 
 struct agg_corr {
@@ -554,19 +563,25 @@ struct cands {
     struct agg_cand_enr *enr;
     int64_t *enr_id;
     char **enr_key;
+    char **enr_profile;
     size_t ne, ecap;
     struct agg_cand_iss *iss;
     char **iss_key;
+    char **iss_template;
     size_t ni, icap;
 };
 
 static void
 cands_clear(struct cands *k)
 {
-    for (size_t i = 0; i < k->ne; i++)
+    for (size_t i = 0; i < k->ne; i++) {
         free(k->enr_key[i]);
-    for (size_t i = 0; i < k->ni; i++)
+        free(k->enr_profile[i]);
+    }
+    for (size_t i = 0; i < k->ni; i++) {
         free(k->iss_key[i]);
+        free(k->iss_template[i]);
+    }
     k->ne = k->ni = 0;
 }
 
@@ -577,8 +592,10 @@ cands_free(struct cands *k)
     free(k->enr);
     free(k->enr_id);
     free(k->enr_key);
+    free(k->enr_profile);
     free(k->iss);
     free(k->iss_key);
+    free(k->iss_template);
 }
 
 static int
@@ -613,15 +630,19 @@ load_candidates(struct agg_corr *c, int64_t lo, int64_t hi, struct cands *k,
         size_t cap = k->ecap;
         if (grow((void **)&k->enr, &cap, k->ne, sizeof *k->enr) ||
             grow((void **)&k->enr_id, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_id) ||
-            grow((void **)&k->enr_key, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_key))
+            grow((void **)&k->enr_key, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_key) ||
+            grow((void **)&k->enr_profile, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_profile))
             goto oom;
         k->ecap = cap;
         const char *key = (const char *)sqlite3_column_text(s, 1);
         k->enr_id[k->ne] = sqlite3_column_int64(s, 0);
         if (!(k->enr_key[k->ne] = strdup(key ? key : "")))
             goto oom;
+        const char *prof = (const char *)sqlite3_column_text(s, 4);
+        k->enr_profile[k->ne] = prof ? strdup(prof) : NULL;
         k->enr[k->ne] = (struct agg_cand_enr){ sqlite3_column_int64(s, 2),
-                                               sqlite3_column_int64(s, 3), k->enr_key[k->ne], -1 };
+                                               sqlite3_column_int64(s, 3), k->enr_key[k->ne], -1,
+                                               k->enr_profile[k->ne] };
         SEE(k->enr[k->ne].request_us);
         SEE(k->enr[k->ne].device_issued_us);
         k->ne++;
@@ -635,15 +656,18 @@ load_candidates(struct agg_corr *c, int64_t lo, int64_t hi, struct cands *k,
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         size_t cap = k->icap;
         if (grow((void **)&k->iss, &cap, k->ni, sizeof *k->iss) ||
-            grow((void **)&k->iss_key, &(size_t){ k->icap }, k->ni, sizeof *k->iss_key))
+            grow((void **)&k->iss_key, &(size_t){ k->icap }, k->ni, sizeof *k->iss_key) ||
+            grow((void **)&k->iss_template, &(size_t){ k->icap }, k->ni, sizeof *k->iss_template))
             goto oom;
         k->icap = cap;
         const char *key = (const char *)sqlite3_column_text(s, 0);
         if (!(k->iss_key[k->ni] = strdup(key ? key : "")))
             goto oom;
+        const char *tpl = (const char *)sqlite3_column_text(s, 5);
+        k->iss_template[k->ni] = tpl ? strdup(tpl) : NULL;
         k->iss[k->ni] = (struct agg_cand_iss){ sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
                                                sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
-                                               k->iss_key[k->ni], -1 };
+                                               k->iss_key[k->ni], -1, k->iss_template[k->ni] };
         SEE(k->iss[k->ni].recv_lo);
         SEE(k->iss[k->ni].recv_hi);
         SEE(k->iss[k->ni].issued_lo);
@@ -660,10 +684,69 @@ oom:
     return SW_ENOMEM;
 }
 
+/* The learned profile -> template pairs, sorted. */
+struct tmap {
+    char **profile, **tpl;
+    size_t n, cap;
+};
+
+static void
+tmap_free(struct tmap *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->profile[i]);
+        free(m->tpl[i]);
+    }
+    free(m->profile);
+    free(m->tpl);
+}
+
+static sw_err
+tmap_load(struct agg_corr *c, struct tmap *m)
+{
+    sqlite3_stmt *s = stmt(c, S_MAP);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t cap = m->cap;
+        if (grow((void **)&m->profile, &cap, m->n, sizeof *m->profile) ||
+            grow((void **)&m->tpl, &(size_t){ m->cap }, m->n, sizeof *m->tpl)) {
+            sqlite3_reset(s);
+            return SW_ENOMEM;
+        }
+        m->cap = cap;
+        m->profile[m->n] = strdup((const char *)sqlite3_column_text(s, 0));
+        m->tpl[m->n] = strdup((const char *)sqlite3_column_text(s, 1));
+        if (!m->profile[m->n] || !m->tpl[m->n]) {
+            sqlite3_reset(s);
+            return SW_ENOMEM;
+        }
+        m->n++;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SW_OK : db_err(c, "template map");
+}
+
+/* A profile no strong link has shown yet may use any template. */
+static int
+tmap_compat(void *arg, const char *profile, const char *tpl)
+{
+    const struct tmap *m = arg;
+    int known = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcmp(m->profile[i], profile) != 0)
+            continue;
+        known = 1;
+        if (strcmp(m->tpl[i], tpl) == 0)
+            return 1;
+    }
+    return !known;
+}
+
 static sw_err
 time_links(struct agg_corr *c)
 {
     struct cands k = { 0 };
+    struct tmap map = { 0 };
     int64_t reach = c->window_us + CERTUTIL_SPAN_US;
     int64_t lo = c->lo, hi = c->hi, min_t, max_t;
     sw_err e;
@@ -681,7 +764,9 @@ time_links(struct agg_corr *c)
         if (max_t > hi)
             hi = max_t;
     }
-    if (agg_match_time(k.enr, k.ne, k.iss, k.ni, c->window_us) != 0) {
+    if ((e = tmap_load(c, &map)) != SW_OK)
+        goto out;
+    if (agg_match_time(k.enr, k.ne, k.iss, k.ni, c->window_us, tmap_compat, &map) != 0) {
         e = SW_ENOMEM;
         goto out;
     }
@@ -708,6 +793,7 @@ time_links(struct agg_corr *c)
     e = SW_OK;
 out:
     cands_free(&k);
+    tmap_free(&map);
     return e;
 }
 
@@ -840,6 +926,21 @@ agg_corr_run(struct agg_corr *c)
         (e = for_each_text(c, S_REQ_LIST, rebuild_issuance)) != SW_OK ||
         (e = exec(c, strong_links)) != SW_OK)
         return e;
+    /*
+     * A profile/template pair seen for the first time can change time links
+     * anywhere: relink the whole timeline (rare: once per new pair), so the
+     * answer stays independent of the order events came in.
+     */
+    s = stmt(c, S_LEARN);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        sqlite3_reset(s);
+        return db_err(c, "learn templates");
+    }
+    sqlite3_reset(s);
+    if (sqlite3_changes(c->db) > 0) {
+        c->lo = 1;
+        c->hi = INT64_MAX / 4;
+    }
     /* the region also covers where relinked enrollments and issuances sit */
     {
         static const char q[] =

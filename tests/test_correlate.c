@@ -174,33 +174,47 @@ test_where_enrollments_begin(void **state)
     assert_string_equal(t.e[0].profile, "39907e78-e61b-4730-b9fa-d44a53e4111c");
 }
 
+static int
+only_wifi(void *arg, const char *profile, const char *template_name)
+{
+    (void)arg;
+    (void)profile;
+    return strcmp(template_name, "WiFiTemplate") == 0;
+}
+
 static void
 test_time_matching_is_nearest_first(void **state)
 {
     (void)state;
     struct agg_cand_enr e[3] = {
-        { T0 + 10 * SEC, 0, "a", -1 },
-        { T0 + 12 * SEC, 0, "b", -1 },
-        { T0 + 900 * SEC, 0, "c", -1 },    /* nothing near */
+        { T0 + 10 * SEC, 0, "a", -1, NULL },
+        { T0 + 12 * SEC, 0, "b", -1, NULL },
+        { T0 + 900 * SEC, 0, "c", -1, NULL },    /* nothing near */
     };
     struct agg_cand_iss i[2] = {
-        { T0 + 11 * SEC + 500000, T0 + 11 * SEC + 500000, 0, 0, "1", -1 }, /* 0.5 s from b */
-        { T0 + 9 * SEC, T0 + 9 * SEC, 0, 0, "2", -1 },                     /* 1 s from a */
+        { T0 + 11 * SEC + 500000, T0 + 11 * SEC + 500000, 0, 0, "1", -1, NULL }, /* 0.5 s from b */
+        { T0 + 9 * SEC, T0 + 9 * SEC, 0, 0, "2", -1, NULL },                     /* 1 s from a */
     };
-    assert_int_equal(agg_match_time(e, 3, i, 2, 120 * SEC), 0);
+    assert_int_equal(agg_match_time(e, 3, i, 2, 120 * SEC, NULL, NULL), 0);
     assert_int_equal(e[0].match, 1);
     assert_int_equal(e[1].match, 0);
     assert_int_equal(e[2].match, -1);
     /* certutil minutes: a request at :40 s matches a row stamped at :00 of that minute */
-    struct agg_cand_enr e2 = { T0 + 40 * SEC, 0, "x", -1 };
-    struct agg_cand_iss i2 = { T0, T0 + 59 * SEC, 0, 0, "3", -1 };
-    assert_int_equal(agg_match_time(&e2, 1, &i2, 1, 1 * SEC), 0);
+    struct agg_cand_enr e2 = { T0 + 40 * SEC, 0, "x", -1, NULL };
+    struct agg_cand_iss i2 = { T0, T0 + 59 * SEC, 0, 0, "3", -1, NULL };
+    assert_int_equal(agg_match_time(&e2, 1, &i2, 1, 1 * SEC, NULL, NULL), 0);
     assert_int_equal(e2.match, 0);
     /* the device's receipt against the CA's issue time (a pending request) */
-    struct agg_cand_enr e3 = { T0, T0 + 600 * SEC, "y", -1 };
-    struct agg_cand_iss i3 = { 0, 0, T0 + 598 * SEC, T0 + 598 * SEC, "4", -1 };
-    assert_int_equal(agg_match_time(&e3, 1, &i3, 1, 120 * SEC), 0);
+    struct agg_cand_enr e3 = { T0, T0 + 600 * SEC, "y", -1, NULL };
+    struct agg_cand_iss i3 = { 0, 0, T0 + 598 * SEC, T0 + 598 * SEC, "4", -1, NULL };
+    assert_int_equal(agg_match_time(&e3, 1, &i3, 1, 120 * SEC, NULL, NULL), 0);
     assert_int_equal(e3.match, 0);
+    /* a template the profile is known not to use is no match, however close */
+    struct agg_cand_enr e4 = { T0, 0, "z", -1, "wifi-profile" };
+    struct agg_cand_iss i4[2] = { { T0, T0, 0, 0, "5", -1, "VPNTemplate" },
+                                  { T0 + 5 * SEC, T0 + 5 * SEC, 0, 0, "6", -1, "WiFiTemplate" } };
+    assert_int_equal(agg_match_time(&e4, 1, i4, 2, 30 * SEC, only_wifi, NULL), 0);
+    assert_int_equal(e4.match, 1);
 }
 
 /* ---- link methods through the store ---- */
