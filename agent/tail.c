@@ -1110,10 +1110,10 @@ service(struct agent_tail *t, struct tail_file *f, int64_t now)
     int changed = size != f->size_done || mtime_ns(&st) != f->mtime_ns;
     if (!changed) {
         if (expired) {
-            drop_file(t, f, missing && st.st_nlink == 0 ? "deleted" : "gone from the globs");
             /* a last line without its newline will not get one now */
             if (f->parser && f->ck.enc >= 0 && tail_read(t, f, &st, 1) != SW_OK)
-                f->dropping = 0;
+                return;                 /* spool full: try again next cycle */
+            drop_file(t, f, st.st_nlink == 0 ? "deleted" : "gone from the globs");
         } else if (!missing && now - f->active_ms >= TAIL_IDLE_CLOSE_MS) {
             close(f->fd);               /* reopened by path when it changes */
             f->fd = -1;
