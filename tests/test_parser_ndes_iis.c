@@ -146,12 +146,16 @@ iis_dash_values(void **state)
            /* a "-" query has no operation */
            "2024-03-14 10:00:04 - GET /certsrv/mscep/mscep.dll - - - - - - 200 0 0 -\n"
            /* a "-" time */
-           "2024-03-14 - - GET /certsrv/mscep/mscep.dll operation=GetCACert - - - - - 200 0 0 -\n",
+           "2024-03-14 - - GET /certsrv/mscep/mscep.dll operation=GetCACert - - - - - 200 0 0 -\n"
+           /* a "-" stem: the path the prefilter saw is the referer */
+           "2024-03-14 10:00:05 - GET - - - - - - https://x/certsrv/mscep/mscep.dll 500 0 0 -\n",
            EVD("2024-03-14T10:00:01.000000Z", "ndes", "ndes_error", "PKIOperation 500")
            EVD("2024-03-14T10:00:02.000000Z", "ndes", "ndes_error", "PKIOperation 502.3"),
            c);
-    assert_int_equal(c[AGENT_COUNT_MALFORMED], 2);
-    assert_int_equal(c[AGENT_COUNT_NOISE], 2); /* the directive and the query-less line */
+    assert_int_equal(c[AGENT_COUNT_MALFORMED], 1);
+    assert_int_equal(c[AGENT_COUNT_BAD_TIME], 1);
+    /* the directive, the query-less line and the stem-less line */
+    assert_int_equal(c[AGENT_COUNT_NOISE], 3);
 }
 
 static void

@@ -312,12 +312,14 @@ iis_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
     }
     for (int k = 0; k < COL_COUNT; k++)
         c[k] = st->col[k] >= 0 ? value(f[st->col[k]]) : SW_SLICE_NONE;
-    if (!c[COL_STEM].len || !c[COL_STATUS].len || !c[COL_TIME].len) {
+    if (st->col[COL_STEM] < 0) {
+        /* the path named by the prefilter may be the stem: no way to tell */
         ctx->counts[AGENT_COUNT_MALFORMED]++;
         return;
     }
-    target = target_of(c[COL_STEM]);
+    target = c[COL_STEM].len ? target_of(c[COL_STEM]) : TARGET_NONE;
     if (target == TARGET_NONE) {
+        /* the path was in the query, the referer or the user agent */
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }
