@@ -413,8 +413,8 @@ static const struct run_key run_keys[] = {
       1L << 40, "bound on the on-disk spool (K, M, G suffixes); when full, reading pauses" },
     { RK_INT, "poll_ms", 0, "1000", RC(poll_ms), 10, 3600000,
       "rescan period in ms (inotify wakes earlier)" },
-    { RK_INT, "timeout_ms", 0, "5000", RC(timeout_ms), 100, 3600000,
-      "per call to the aggregator, ms" },
+    { RK_INT, "timeout_ms", 0, "30000", RC(timeout_ms), 100, 3600000,
+      "per call to the aggregator, ms (a batch is acked after its commit)" },
     { RK_INT, "stop_drain_ms", 0, "10000", RC(stop_drain_ms), 0, 3600000,
       "at a stop, keep sending the spool this long while the aggregator answers" },
     { RK_TZ, "tz", 0, "Z", RC(tz), 0, 0, "zone of time stamps that carry none (+HH:MM)" },
@@ -990,14 +990,29 @@ cmd_run(int argc, char **argv)
     e = agent_tail_flush(t);
     if (e != SW_OK && e != SW_EFULL)
         sw_warn("final commit: %s (those lines will be read again)", sw_strerror(e));
-    agent_pump_stats(pump, &ps);
-    agent_pump_stop(pump, (int)c.stop_drain_ms);
+    if (agent_pump_stop(pump, (int)c.stop_drain_ms, &ps) != 0) {
+        /* offsets and spool are durable: leaving now loses nothing */
+        sw_warn("the aggregator has not answered the batch in flight; it stays in the "
+                "spool for the next start (%llu batches)",
+                (unsigned long long)agent_spool_count(sp));
+        agent_tail_close(t);
+        close(sfd);
+        run_conf_fini(&c);
+        fflush(NULL);
+        _exit(0);
+    }
     pump = NULL;
-    sw_info("stopped; %llu batches left in the spool (%llu bytes)",
-            (unsigned long long)agent_spool_count(sp), (unsigned long long)agent_spool_bytes(sp));
+    sw_info("stopped; sent %llu events in %llu batches since the start (%llu new to the "
+            "aggregator); %llu batches left in the spool (%llu bytes)",
+            (unsigned long long)ps.events, (unsigned long long)ps.batches,
+            (unsigned long long)ps.stored, (unsigned long long)agent_spool_count(sp),
+            (unsigned long long)agent_spool_bytes(sp));
     rc = 0;
 out:
-    agent_pump_stop(pump, 0);
+    if (agent_pump_stop(pump, 0, NULL) != 0) {
+        fflush(NULL);
+        _exit(rc);
+    }
     agent_tail_close(t);
     agent_spool_close(sp);
     if (sfd >= 0)

@@ -248,6 +248,7 @@ agent_send_close(struct agent_sender *s)
 #define PUMP_BACKOFF_MIN_MS 200
 #define PUMP_BACKOFF_MAX_MS 5000
 #define PUMP_IDLE_MS 1000       /* re-check an empty spool this often */
+#define PUMP_STOP_GRACE_MS 2000 /* at a stop, wait this long past the drain */
 
 struct agent_pump {
     pthread_t thread;
@@ -439,19 +440,30 @@ agent_pump_stats(struct agent_pump *p, struct agent_pump_stats *out)
     pthread_mutex_unlock(&p->mu);
 }
 
-void
-agent_pump_stop(struct agent_pump *p, int drain_ms)
+int
+agent_pump_stop(struct agent_pump *p, int drain_ms, struct agent_pump_stats *final)
 {
+    struct timespec until;
+
+    if (final)
+        memset(final, 0, sizeof(*final));
     if (p == NULL)
-        return;
+        return 0;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     p->drain_until_ms = mono_ms() + (drain_ms > 0 ? drain_ms : 0);
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
+    /* a call already in flight may outlast the drain: wait a little more, not for ever */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (drain_ms > 0 ? drain_ms : 0) / 1000 + PUMP_STOP_GRACE_MS / 1000;
+    if (pthread_timedjoin_np(p->thread, NULL, &until) != 0)
+        return -1;
+    if (final)
+        *final = p->stats;
     agent_send_close(p->sender);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+    return 0;
 }

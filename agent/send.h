@@ -116,11 +116,15 @@ void agent_pump_kick(struct agent_pump *p);
 void agent_pump_stats(struct agent_pump *p, struct agent_pump_stats *out);
 
 /*
- * Stops the thread and frees p (accepts NULL).  With drain_ms > 0 it
- * first goes on sending while the aggregator answers, until the spool is
- * empty or drain_ms have passed (plus at most one call's timeout); what is
- * left stays in the spool for the next start.
+ * Stops the thread and frees p (accepts NULL); returns 0, with the final
+ * counters in *final (may be NULL).  With drain_ms
+ * > 0 it first goes on sending while the aggregator answers, until the
+ * spool is empty or drain_ms have passed; what is left stays in the spool
+ * for the next start.  If a call is still in flight 2 s after that (a hung
+ * aggregator; calls last up to twice opts->timeout_ms), returns -1 and
+ * leaves the thread running: p and the spool must then stay allocated and
+ * the process should exit (the unacknowledged batch stays in the spool).
  */
-void agent_pump_stop(struct agent_pump *p, int drain_ms);
+int agent_pump_stop(struct agent_pump *p, int drain_ms, struct agent_pump_stats *final);
 
 #endif

@@ -14,10 +14,11 @@
 #       every marker must be stored exactly once (scepwatch events).
 #
 #   deploy/crash-test.sh outage [SECONDS]    (default 240 s)
-#       The aggregator is down for SECONDS while lines are written steadily;
-#       prints the agent's VmRSS and the spool size as it fills to its bound
-#       (SPOOL, default 4M), then starts the aggregator and checks that every
-#       event arrives once.
+#       The aggregator is down for SECONDS while lines are written steadily
+#       (RATE lines/s per device, default 25, two devices); prints the agent's
+#       VmRSS and the spool size as it fills to its bound (SPOOL, default
+#       256K) and reading pauses, then starts the aggregator and checks that
+#       every event arrives once.
 #
 #   deploy/crash-test.sh files [N]           (default 1000)
 #       Tails N files (one per device folder) under steady writes; prints
@@ -98,6 +99,12 @@ stored() {
     else
         "$CLI" --aggregator "$URL" events --format jsonl 2>/dev/null | wc -l
     fi
+}
+
+# held: number of events the aggregator holds (cheap: Health), -1 if down
+held() {
+    "$CLI" --aggregator "$URL" health 2>/dev/null | sed -n 's/.* holds \([0-9]*\) events.*/\1/p' |
+        grep . || echo -1
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
@@ -208,8 +215,8 @@ crash)
     echo "writing stopped: rename ${written[0]} lines (${rot[0]} rotations)," \
         "copytruncate ${written[1]} (${rot[1]}), in place ${written[2]} (${rot[2]});" \
         "agent killed $kills_agent times, aggregator $kills_agg times"
-    for _ in $(seq 240); do
-        [ "$(stored)" -ge "$total" ] && break
+    for _ in $(seq 600); do
+        [ "$(held)" -ge "$total" ] && break
         sleep 0.5
     done
     verify 0="${written[0]}" 1="${written[1]}" 2="${written[2]}"
@@ -221,7 +228,8 @@ crash)
     ;;
 outage)
     secs=${2:-240}
-    spool=${SPOOL:-4M}
+    spool=${SPOOL:-256K}
+    per=$(( ${RATE:-25} / 2 ))
     mkdir -p "$LOGS/dev0" "$LOGS/dev1"
     start_agent --spool-max-bytes "$spool"
     n0=0 n1=0
@@ -231,20 +239,20 @@ outage)
     max_rss=0
     echo "outage: aggregator down for $secs s, spool bound $spool, steady writes; agent pid $agent_pid"
     while [ "$(now_ms)" -lt "$end" ]; do
-        lines 0 $n0 $((n0 + 100)) >>"$LOGS/dev0/OMADM.log"; n0=$((n0 + 100))
-        lines 1 $n1 $((n1 + 100)) >>"$LOGS/dev1/OMADM.log"; n1=$((n1 + 100))
+        lines 0 $n0 $((n0 + per)) >>"$LOGS/dev0/OMADM.log"; n0=$((n0 + per))
+        lines 1 $n1 $((n1 + per)) >>"$LOGS/dev1/OMADM.log"; n1=$((n1 + per))
         r=$(rss_kb "$agent_pid"); [ -n "$r" ] && [ "$r" -gt "$max_rss" ] && max_rss=$r
         if [ "$(now_ms)" -ge "$next_report" ]; then
             echo "  t=$(( ($(now_ms) - t0) / 1000 ))s lines=$((n0 + n1)) spool=$(spool_bytes) bytes VmRSS=${r} KiB"
             next_report=$(( $(now_ms) + 15000 ))
         fi
-        sleep 0.1
+        sleep 0.5
     done
     echo "outage over: $((n0 + n1)) lines written; spool $(spool_bytes) bytes; agent VmRSS max $max_rss KiB"
     start_agg || exit 1
     t1=$(now_ms)
-    for _ in $(seq 1200); do
-        [ "$(stored)" -ge $((n0 + n1)) ] && break
+    for _ in $(seq 2400); do
+        [ "$(held)" -ge $((n0 + n1)) ] && break
         sleep 0.5
     done
     echo "caught up in $(( ($(now_ms) - t1) / 1000 )) s"

@@ -29,6 +29,16 @@ static char agent_bin[512], cli_bin[512];
 static char *dir;
 static char url[700], db[700], logs[700], state[700], log_file[700];
 static uint32_t counts[2 * PER_DEV];
+static pid_t kids[32];                  /* spawned here: killed at teardown */
+static int nkids;
+
+static pid_t
+track(pid_t pid)
+{
+    if (pid > 0 && nkids < 32)
+        kids[nkids++] = pid;
+    return pid;
+}
 
 static int
 setup(void **st)
@@ -54,6 +64,13 @@ teardown(void **st)
 {
     char cmd[800];
     (void)st;
+    for (int i = 0; i < nkids; i++) {
+        if (waitpid(kids[i], NULL, WNOHANG) == 0) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+        }
+    }
+    nkids = 0;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         return -1;
@@ -87,7 +104,7 @@ start_agent(const char *spool_max)
     char *argv[] = { agent_bin, "run", "--aggregator", url, "--state-dir", state, "--format",
                      "android_omadm", "--poll-ms", "100", "--spool-max-bytes", (char *)spool_max,
                      "--timeout-ms", "2000", pat, NULL };
-    pid_t pid = th_spawn(argv, log_file);
+    pid_t pid = track(th_spawn(argv, log_file));
     assert_true(pid > 0);
     return pid;
 }
@@ -266,7 +283,7 @@ run_from_config_file_delivers_and_stops_cleanly(void **st)
 {
     char conf[800], text[3000];
     (void)st;
-    pid_t agg = th_start_aggregator(db, url, NULL);
+    pid_t agg = track(th_start_aggregator(db, url, NULL));
     assert_true(agg > 0);
     lines(0, 0, 50);
     snprintf(conf, sizeof conf, "%s/agent.conf", dir);
@@ -278,7 +295,7 @@ run_from_config_file_delivers_and_stops_cleanly(void **st)
              url, state, logs, logs);
     assert_int_equal(th_append(conf, text, strlen(text)), 0);
     char *argv[] = { agent_bin, "--config", conf, NULL };
-    pid_t ag = th_spawn(argv, log_file);
+    pid_t ag = track(th_spawn(argv, log_file));
     assert_int_equal(wait_stored(50, 30), 50);
     lines(1, 0, 30);
     assert_int_equal(wait_stored(80, 30), 80);
@@ -311,7 +328,7 @@ run_stop_keeps_the_spool_when_the_aggregator_is_away(void **st)
     assert_true(th_now_ms() - t0 < 8000);
     assert_true(spool_bytes() > 0);
 
-    pid_t agg = th_start_aggregator(db, url, NULL);
+    pid_t agg = track(th_start_aggregator(db, url, NULL));
     assert_true(agg > 0);
     ag = start_agent("1M");
     assert_int_equal(wait_stored(200, 30), 200);
@@ -367,7 +384,7 @@ run_outage_fills_the_spool_to_its_bound_then_delivers_everything(void **st)
     assert_true(full_at != 0);              /* it reached its bound ... */
     assert_int_equal(waitpid(ag, NULL, WNOHANG), 0);    /* ... and the agent waits */
 
-    pid_t agg = th_start_aggregator(db, url, NULL);
+    pid_t agg = track(th_start_aggregator(db, url, NULL));
     assert_true(agg > 0);
     size_t want = (size_t)(written[0] + written[1]);
     size_t n = wait_stored(want, 120);
