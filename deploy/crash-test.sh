@@ -109,6 +109,11 @@ held() {
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
+# cpu_s PID: user+system CPU seconds used so far
+cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null
+}
+
 spool_bytes() {
     if command -v sqlite3 >/dev/null && [ -f "$STATE/state.db" ]; then
         sqlite3 -readonly "$STATE/state.db" \
@@ -284,7 +289,8 @@ files)
         r=$(rss_kb "$agent_pid"); [ -n "$r" ] && [ "$r" -gt "$max_rss" ] && max_rss=$r
         sleep 0.05
     done
-    echo "tailing $n files under steady writes: agent VmRSS now $(rss_kb "$agent_pid") KiB, max $max_rss KiB"
+    echo "tailing $n files under steady writes: agent VmRSS now $(rss_kb "$agent_pid") KiB," \
+        "max $max_rss KiB; CPU $(cpu_s "$agent_pid") s in $(( ($(now_ms) - t0) / 1000 )) s"
     ;;
 *)
     echo "usage: $0 [crash [SECONDS] | outage [SECONDS] | files [N]]" >&2

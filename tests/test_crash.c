@@ -185,7 +185,9 @@ static void
 crash_kill9_agent_and_aggregator_while_rotating(void **st)
 {
     const char *env = getenv("SW_CRASH_SECONDS");
-    int secs = env ? atoi(env) : 15;
+    int secs = env ? (int)strtol(env, NULL, 10) : 15;
+    if (secs <= 0)
+        secs = 15;
     env = getenv("SW_CRASH_SEED");
     unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
     unsigned kills_agent = 0, kills_agg = 0, rotations[NDEV] = { 0 };
