@@ -754,8 +754,13 @@ tail_read(struct agent_tail *t, struct tail_file *f, const struct stat *st, int 
                     sw_strerror(e));
             return e;
         }
-        if (t->emit_err)
+        if (t->emit_err) {
+            /* an event could not be kept: nothing read since the commit may count */
+            sw_error("tail %s: out of memory building a batch; reading again from the "
+                     "last commit", f->path);
+            rollback(t);
             return SW_ENOMEM;
+        }
         if (t->batch_full) {
             e = tail_commit(t);
             if (e != SW_OK)
@@ -1143,11 +1148,8 @@ service(struct agent_tail *t, struct tail_file *f, int64_t now)
         f->mtime_ns = mtime_ns(&st);
         return;
     }
+    /* errors are logged where they happen; the file is tried again next cycle */
     sw_err e = tail_read(t, f, &st, 0);
-    if (e != SW_OK && e != SW_EFULL && e != SW_EDB) {
-        /* a file-level problem: give its progress back, try again next cycle */
-        sw_debug("tail %s: %s", f->path, sw_strerror(e));
-    }
     if (e == SW_OK && f->ctx && is_history_free(f->parser))
         ctx_detach(t, f);               /* nothing worth keeping between reads */
 }
