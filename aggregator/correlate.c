@@ -217,6 +217,8 @@ agg_segment_device(const struct sw_event *evs, size_t n, agg_enrollment_fn fn, v
             /* a later answer to a known transaction */
         } else if (cur >= 0 && !(finished(&v[cur]) && req)) {
             k = cur;
+        } else if (cur < 0 && !req && nv > 0) {
+            k = nv - 1;     /* no request seen yet: the latest enrollment */
         }
         if (k < 0) {
             if (nv == cap) {
@@ -510,8 +512,10 @@ agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, si
     for (size_t k = 0; k < ni; k++)
         by_recv[k] = by_issued[k] = (uint32_t)k;
     struct sort_ctx sc = { enr, iss };
-    qsort_r(by_recv, ni, sizeof *by_recv, iss_recv_cmp, &sc);
-    qsort_r(by_issued, ni, sizeof *by_issued, iss_issued_cmp, &sc);
+    if (ni > 1) {
+        qsort_r(by_recv, ni, sizeof *by_recv, iss_recv_cmp, &sc);
+        qsort_r(by_issued, ni, sizeof *by_issued, iss_issued_cmp, &sc);
+    }
 
     for (size_t e = 0; e < ne; e++) {
         for (int pass = 0; pass < 2; pass++) {
@@ -546,7 +550,8 @@ agg_match_time(struct agg_cand_enr *enr, size_t ne, struct agg_cand_iss *iss, si
             }
         }
     }
-    qsort_r(pairs, np, sizeof *pairs, pair_cmp, &sc);
+    if (np > 1)
+        qsort_r(pairs, np, sizeof *pairs, pair_cmp, &sc);
     for (size_t k = 0; k < np; k++) {
         struct pair *p = &pairs[k];
         if (enr[p->e].match >= 0 || iss[p->i].match >= 0)

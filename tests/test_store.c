@@ -137,24 +137,31 @@ test_dedup_and_paging(void **state)
 }
 
 static void
-sum(void *arg, const struct agg_summary_row *row)
+funnel_row(void *arg, const struct agg_funnel_row *row)
 {
-    uint64_t *total = arg;
-    if (row->platform == SW_PLATFORM_ANDROID && row->stage == SW_STAGE_INSTALLED)
-        total[0] += row->count;
-    total[1] += row->count;
+    struct agg_funnel_row *out = arg;
+    if (row->platform == SW_PLATFORM_ANDROID)
+        *out = *row;
 }
 
 static void
-test_summary(void **state)
+test_funnel(void **state)
 {
     struct agg_store_reader *r;
-    uint64_t total[2] = { 0, 0 };
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
     (void)state;
+    for (int i = 0; i < AGG_STATUS_COUNT; i++)
+        pol.threshold_us[i] = 100;
     assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
-    assert_int_equal(r->ops->summary(r, sum, total), SW_OK);
-    assert_int_equal(total[0], 6);
-    assert_int_equal(total[1], 7);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    /* devices A, B and C: A and B installed (final stage without access: Android
+     * counts access_granted), C failed */
+    assert_int_equal(row.platform, SW_PLATFORM_ANDROID);
+    assert_int_equal(row.enrollments, 3);
+    assert_int_equal(row.failed, 1);
+    assert_int_equal(row.installed, 0);
+    assert_int_equal(row.stuck, 2);     /* waiting since ts < 2000 - 100 */
     r->ops->reader_close(r);
 }
 
@@ -174,7 +181,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dedup_and_paging),
-        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_funnel),
         cmocka_unit_test(test_open_failure_is_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
