@@ -133,6 +133,8 @@ agent_profile_from(struct agent_scratch *s, const char *p, size_t n)
 const char *
 agent_find(const char *hay, size_t n, const char *needle)
 {
+    if (!hay || n == 0)
+        return NULL; /* memmem(NULL, ...) is undefined */
     return memmem(hay, n, needle, strlen(needle));
 }
 

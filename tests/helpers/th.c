@@ -202,6 +202,37 @@ th_run(char *const argv[], struct sw_buf *out, struct sw_buf *err)
     return 128 + WTERMSIG(status);
 }
 
+static pid_t started[64];
+
+static void
+remember(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+        if (!started[i]) {
+            started[i] = pid;
+            return;
+        }
+}
+
+static void
+forget(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+        if (started[i] == pid)
+            started[i] = 0;
+}
+
+void
+th_kill_all(void)
+{
+    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+        if (started[i]) {
+            kill(started[i], SIGKILL);
+            waitpid(started[i], NULL, 0);
+            started[i] = 0;
+        }
+}
+
 pid_t
 th_start_aggregator(const char *db, const char *url, char *const extra[])
 {
@@ -244,6 +275,7 @@ th_start_aggregator(const char *db, const char *url, char *const extra[])
             if (b.len && strstr(b.data, "ready on")) {
                 sw_buf_fini(&b);
                 close(p[0]);
+                remember(pid);
                 return pid;
             }
         }
@@ -259,6 +291,7 @@ int
 th_stop(pid_t pid)
 {
     int status;
+    forget(pid);
     kill(pid, SIGTERM);
     if (waitpid(pid, &status, 0) < 0)
         return -1;

@@ -66,6 +66,10 @@ pid_t th_start_aggregator(const char *db, const char *url, char *const extra[]);
 /* SIGTERM, then waits; returns the exit status (0 = clean stop). */
 int th_stop(pid_t pid);
 
+/* Kills every aggregator th_start_aggregator started and th_stop did not
+ * (a failed assertion skips th_stop; a live child would keep ctest waiting). */
+void th_kill_all(void);
+
 /* A fresh temp directory (malloc'd path). */
 char *th_temp_dir(void);
 
