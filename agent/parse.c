@@ -53,17 +53,16 @@ agent_parse_ctx_fini(struct agent_parse_ctx *ctx)
     ctx->state = NULL;
 }
 
-static int
-on_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+void
+agent_parse_line(struct agent_parse_ctx *ctx, const char *line, size_t len, uint64_t offset,
+                 int truncated)
 {
-    struct agent_parse_ctx *ctx = arg;
-
     ctx->counts[AGENT_COUNT_LINES]++;
     if (truncated)
         ctx->counts[AGENT_COUNT_OVERLONG]++;
     if (memchr(line, '\0', len)) {
         ctx->counts[AGENT_COUNT_BINARY]++;
-        return 0;
+        return;
     }
     ctx->line_offset = offset;
     ctx->line_truncated = truncated;
@@ -71,6 +70,12 @@ on_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
     ctx->rec_len = len;
     ctx->rec_offset = offset;
     ctx->parser->line(ctx, line, len);
+}
+
+static int
+on_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+{
+    agent_parse_line(arg, line, len, offset, truncated);
     return 0;
 }
 

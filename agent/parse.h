@@ -19,6 +19,14 @@ sw_err agent_parse_ctx_init(struct agent_parse_ctx *ctx, const struct agent_pars
 void agent_parse_ctx_fini(struct agent_parse_ctx *ctx);
 
 /*
+ * One line (as the reader delivers it) to ctx's parser: counts it, drops a
+ * line holding NUL bytes, sets the current record.  For callers that run
+ * the reader themselves (the tailer).
+ */
+void agent_parse_line(struct agent_parse_ctx *ctx, const char *line, size_t len,
+                      uint64_t offset, int truncated);
+
+/*
  * Feeds fd's lines from 'start' to ctx.  final_line: also parse an
  * unterminated last line (one-shot reads of finished files).  *next is
  * where a later run resumes.

@@ -41,13 +41,6 @@
 #define TAIL_DETECT_MAX (1u << 20)      /* auto: give up after this many bytes */
 #define TAIL_WARNED 64                  /* paths remembered to warn once */
 
-/*
- * Parsers whose lines carry no context from earlier lines: resuming at
- * any line start needs no replay, and no context is kept between reads.
- * (This belongs in struct agent_parser as a flag; see the report.)
- */
-static const char *const history_free[] = { "android_omadm", NULL };
-
 struct pattern {
     char *glob;                     /* the pattern, "{device}" -> "*" */
     char *dir_glob;                 /* its directory part; NULL = none ("." ) */
@@ -179,15 +172,6 @@ warn_once(struct agent_tail *t, const char *path)
             return 0;
     t->warned[t->n_warned++ % TAIL_WARNED] = h;
     return 1;
-}
-
-static int
-is_history_free(const struct agent_parser *p)
-{
-    for (int i = 0; history_free[i]; i++)
-        if (strcmp(p->name, history_free[i]) == 0)
-            return 1;
-    return 0;
 }
 
 /* ---- patterns ---- */
@@ -439,29 +423,10 @@ file_free(struct agent_tail *t, struct tail_file *f)
 
 /* ---- parsing ---- */
 
-/* What parse.c's line callback does (it is static there): one line to the parser. */
-static void
-feed(struct agent_parse_ctx *ctx, const char *line, size_t len, uint64_t offset, int truncated)
-{
-    ctx->counts[AGENT_COUNT_LINES]++;
-    if (truncated)
-        ctx->counts[AGENT_COUNT_OVERLONG]++;
-    if (memchr(line, '\0', len)) {
-        ctx->counts[AGENT_COUNT_BINARY]++;
-        return;
-    }
-    ctx->line_offset = offset;
-    ctx->line_truncated = truncated;
-    ctx->rec = line;
-    ctx->rec_len = len;
-    ctx->rec_offset = offset;
-    ctx->parser->line(ctx, line, len);
-}
-
 static int
 replay_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
 {
-    feed(arg, line, len, offset, truncated);
+    agent_parse_line(arg, line, len, offset, truncated);
     return 0;
 }
 
@@ -470,7 +435,7 @@ tail_line(void *arg, const char *line, size_t len, uint64_t offset, int truncate
 {
     struct agent_tail *t = arg;
 
-    feed(t->cur->ctx, line, len, offset, truncated);
+    agent_parse_line(t->cur->ctx, line, len, offset, truncated);
     if (t->emit_err)
         return 1;
     if (sw_wire_builder_count(t->builder) >= t->batch_events ||
@@ -522,7 +487,7 @@ ctx_attach(struct agent_tail *t, struct tail_file *f)
 {
     struct agent_parse_opts o;
     struct agent_parse_ctx *ctx;
-    size_t cost = is_history_free(f->parser) ? 0 : ctx_cost(f->parser);
+    size_t cost = f->parser->stateless ? 0 : ctx_cost(f->parser);
     enum agent_encoding enc = (enum agent_encoding)f->ck.enc;
     sw_err e;
 
@@ -546,7 +511,7 @@ ctx_attach(struct agent_tail *t, struct tail_file *f)
         return e;
     }
     uint64_t cs = agent_reader_content_start(enc);
-    if (!is_history_free(f->parser) && f->pend > cs) {
+    if (!f->parser->stateless && f->pend > cs) {
         uint64_t next;
         /* rebuild the parser's state from the lines before the checkpoint */
         e = agent_reader_run(&t->reader, f->fd, enc, 0, f->pend - cs, 0, replay_line, ctx,
@@ -1150,7 +1115,7 @@ service(struct agent_tail *t, struct tail_file *f, int64_t now)
     }
     /* errors are logged where they happen; the file is tried again next cycle */
     sw_err e = tail_read(t, f, &st, 0);
-    if (e == SW_OK && f->ctx && is_history_free(f->parser))
+    if (e == SW_OK && f->ctx && f->parser->stateless)
         ctx_detach(t, f);               /* nothing worth keeping between reads */
 }
 

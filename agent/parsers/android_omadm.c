@@ -52,23 +52,6 @@ is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Splits off the next field; returns 0 when the line ends first. */
-static int
-next_field(const char **p, const char *end, struct sw_slice *f)
-{
-    const char *s = *p;
-    while (s < end && is_space(*s))
-        s++;
-    if (s == end)
-        return 0;
-    f->ptr = s;
-    while (s < end && !is_space(*s))
-        s++;
-    f->len = (size_t)(s - f->ptr);
-    *p = s;
-    return 1;
-}
-
 /* Table S: the stage for a state-machine line's to-state Y, with from-state X. */
 static enum sw_stage
 state_stage(struct agent_parse_ctx *ctx, struct sw_slice x, struct sw_slice y, int *with_detail)
@@ -274,8 +257,8 @@ android_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
     struct sw_slice ts, level, kind, logger, pid, tid;
     struct sw_event ev;
 
-    if (!next_field(&p, end, &ts) || !next_field(&p, end, &level) ||
-        !next_field(&p, end, &kind) || !next_field(&p, end, &logger)) {
+    if (!agent_next_field(&p, end, &ts) || !agent_next_field(&p, end, &level) ||
+        !agent_next_field(&p, end, &kind) || !agent_next_field(&p, end, &logger)) {
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }
@@ -285,7 +268,7 @@ android_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }
-    if (!next_field(&p, end, &pid) || !next_field(&p, end, &tid)) {
+    if (!agent_next_field(&p, end, &pid) || !agent_next_field(&p, end, &tid)) {
         ctx->counts[AGENT_COUNT_MALFORMED]++;
         return;
     }
@@ -342,8 +325,8 @@ android_probe(const char *buf, size_t len)
         const char *q = p;
         struct sw_slice ts, level, kind, logger;
         int64_t t;
-        if (next_field(&q, le, &ts) && next_field(&q, le, &level) &&
-            next_field(&q, le, &kind) && next_field(&q, le, &logger) &&
+        if (agent_next_field(&q, le, &ts) && agent_next_field(&q, le, &level) &&
+            agent_next_field(&q, le, &kind) && agent_next_field(&q, le, &logger) &&
             sw_time_parse(ts.ptr, ts.len, 0, &t) == 0 && memchr(logger.ptr, '.', logger.len) &&
             (agent_starts_with(logger.ptr, logger.len, "com.microsoft.omadm") ||
              agent_starts_with(logger.ptr, logger.len, "org.jscep.")))
@@ -361,5 +344,6 @@ const struct agent_parser agent_parser_android_omadm = {
     .source = SW_SOURCE_ANDROID_OMADM,
     .probe = android_probe,
     .state_size = sizeof(struct android_state),
+    .stateless = 1,
     .line = android_line,
 };

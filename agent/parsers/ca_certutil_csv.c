@@ -83,11 +83,7 @@ static const struct {
 };
 
 struct csv_state {
-    char *rec;                  /* record being assembled; REC_CAP bytes */
-    size_t rec_len;
-    uint64_t rec_offset;        /* offset of its first line */
-    int in_rec;                 /* a quoted field is open across lines */
-    int rec_broken;             /* over the cap or cut by an overlong line */
+    struct agent_record rec;    /* a record spanning lines */
     char *vals;                 /* unquoted field text; REC_CAP bytes */
     struct sw_slice fields[MAX_COLS];
     int ncols;                  /* header's field count; 0 = no header yet */
@@ -515,40 +511,11 @@ is_footer(const char *p, size_t n)
 }
 
 static void
-rec_end(struct agent_parse_ctx *ctx)
-{
-    struct csv_state *st = ctx->state;
-    st->in_rec = 0;
-    st->rec_broken = 0;
-    st->rec_len = 0;
-    ctx->hold_offset = UINT64_MAX;
-}
-
-static void
-rec_append(struct agent_parse_ctx *ctx, const char *p, size_t n, int newline)
-{
-    struct csv_state *st = ctx->state;
-
-    if (st->rec_broken)
-        return;
-    if (n + (size_t)newline > REC_CAP - st->rec_len) {
-        /* over the cap: dropped when it closes; nothing to hold back for */
-        st->rec_broken = 1;
-        ctx->hold_offset = UINT64_MAX;
-        return;
-    }
-    if (newline)
-        st->rec[st->rec_len++] = '\n';
-    memcpy(st->rec + st->rec_len, p, n);
-    st->rec_len += n;
-}
-
-static void
 csv_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
 {
     struct csv_state *st = ctx->state;
 
-    if (!st->in_rec) {
+    if (!st->rec.open) {
         if (trim((struct sw_slice){ line, len }).len == 0 || is_footer(line, len)) {
             ctx->counts[AGENT_COUNT_NOISE]++;
             return;
@@ -561,27 +528,22 @@ csv_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
             return;
         }
         /* a quoted field runs on into the next line */
-        st->in_rec = 1;
-        st->rec_broken = 0;
-        st->rec_len = 0;
-        st->rec_offset = ctx->line_offset;
-        ctx->hold_offset = ctx->line_offset;
-        rec_append(ctx, line, len, 0);
+        agent_record_begin(&st->rec, ctx, line, len);
     } else {
-        rec_append(ctx, line, len, 1);
+        agent_record_append(&st->rec, ctx, line, len, 1);
         if (quote_parity(line, len)) {
             /* the open field closes on this line: the record is complete */
-            if (st->rec_broken || ctx->line_truncated)
+            if (st->rec.broken || ctx->line_truncated)
                 ctx->counts[AGENT_COUNT_MALFORMED]++;
             else
-                record(ctx, st->rec, st->rec_len, st->rec_offset);
-            rec_end(ctx);
+                record(ctx, st->rec.buf, st->rec.len, st->rec.offset);
+            agent_record_end(&st->rec, ctx);
             return;
         }
     }
     /* the reader dropped the rest of an overlong line: the record has a hole */
-    if (ctx->line_truncated && !st->rec_broken) {
-        st->rec_broken = 1;
+    if (ctx->line_truncated && !st->rec.broken) {
+        st->rec.broken = 1;
         ctx->hold_offset = UINT64_MAX;
     }
 }
@@ -590,9 +552,9 @@ static void
 csv_finish(struct agent_parse_ctx *ctx)
 {
     struct csv_state *st = ctx->state;
-    if (st->in_rec) {
+    if (st->rec.open) {
         ctx->counts[AGENT_COUNT_PARTIAL]++;
-        rec_end(ctx);
+        agent_record_end(&st->rec, ctx);
     }
 }
 
@@ -602,11 +564,11 @@ csv_fini(struct agent_parse_ctx *ctx)
     struct csv_state *st = ctx->state;
     if (!st)
         return;
-    free(st->rec);
+    free(st->rec.buf);
     free(st->vals);
     free(st->b64);
     free(st->der);
-    st->rec = st->vals = st->b64 = NULL;
+    st->rec.buf = st->vals = st->b64 = NULL;
     st->der = NULL;
 }
 
@@ -615,11 +577,11 @@ csv_init(struct agent_parse_ctx *ctx)
 {
     struct csv_state *st = ctx->state;
 
-    st->rec = malloc(REC_CAP);
+    st->rec.buf = malloc(REC_CAP);
     st->vals = malloc(REC_CAP);
     st->b64 = malloc(B64_CAP);
     st->der = malloc(DER_CAP);
-    if (!st->rec || !st->vals || !st->b64 || !st->der) {
+    if (!st->rec.buf || !st->vals || !st->b64 || !st->der) {
         csv_fini(ctx);
         return SW_ENOMEM;
     }

@@ -89,36 +89,11 @@ hex_val(char c)
     return -1;
 }
 
-/* Splits off the next blank-separated token; 0 when the line ends first. */
-static int
-next_tok(const char **p, const char *end, struct sw_slice *t)
-{
-    const char *s = *p;
-
-    while (s < end && is_blank(*s))
-        s++;
-    if (s == end)
-        return 0;
-    t->ptr = s;
-    while (s < end && !is_blank(*s))
-        s++;
-    t->len = (size_t)(s - t->ptr);
-    *p = s;
-    return 1;
-}
-
-/* Case-insensitive whole-token comparison. */
-static int
-tok_is(struct sw_slice t, const char *word)
-{
-    return t.len == strlen(word) && agent_starts_with_ci(t.ptr, t.len, word);
-}
-
 static int
 is_type(struct sw_slice t)
 {
-    return tok_is(t, "default") || tok_is(t, "debug") || tok_is(t, "info") ||
-           tok_is(t, "error") || tok_is(t, "fault");
+    return agent_slice_eq_ci(t, "default") || agent_slice_eq_ci(t, "debug") || agent_slice_eq_ci(t, "info") ||
+           agent_slice_eq_ci(t, "error") || agent_slice_eq_ci(t, "fault");
 }
 
 /* "YYYY-MM-DD" at the start of t. */
@@ -197,11 +172,11 @@ read_head(const char **p, const char *end, struct head *h)
     int r;
 
     memset(h, 0, sizeof *h);
-    if (!next_tok(p, end, &t))
+    if (!agent_next_field(p, end, &t))
         return 0;
     if (is_type(t)) {
         h->typed = 1;
-        if (!next_tok(p, end, &t))
+        if (!agent_next_field(p, end, &t))
             return 0;
     }
     if (is_date(t)) {
@@ -214,7 +189,7 @@ read_head(const char **p, const char *end, struct head *h)
                 return 0;
             t.ptr += 11;
             t.len -= 11;
-        } else if (!next_tok(p, end, &t)) {
+        } else if (!agent_next_field(p, end, &t)) {
             return 0;
         }
     }
@@ -225,7 +200,7 @@ read_head(const char **p, const char *end, struct head *h)
         h->bad = 1;
     if (!h->has_off) {
         q = *p;
-        if (next_tok(&q, end, &t)) {
+        if (agent_next_field(&q, end, &t)) {
             r = read_offset(t, &h->off_min);
             if (r != 0)
                 *p = q;
@@ -293,8 +268,8 @@ find_process(const char **p, const char *end, const struct head *h, struct sw_sl
     int host = 0;
 
     if (!h->dated)
-        return next_tok(p, end, proc);
-    for (int i = 0; i < 8 && next_tok(p, end, &t); i++) {
+        return agent_next_field(p, end, proc);
+    for (int i = 0; i < 8 && agent_next_field(p, end, &t); i++) {
         if (is_profiled(t) || names_process(t)) {
             *proc = t;
             return 1;
@@ -637,11 +612,11 @@ url_stage(const char *m, size_t n)
             while (op.ptr + op.len < end && op.ptr[op.len] != '&' && op.ptr[op.len] != '#' &&
                    !is_blank(op.ptr[op.len]))
                 op.len++;
-            if (tok_is(op, "GetCACert"))
+            if (agent_slice_eq_ci(op, "GetCACert"))
                 return SW_STAGE_CACERT_REQUESTED;
-            if (tok_is(op, "GetCACaps"))
+            if (agent_slice_eq_ci(op, "GetCACaps"))
                 return SW_STAGE_CACAPS_REQUESTED;
-            if (tok_is(op, "PKIOperation"))
+            if (agent_slice_eq_ci(op, "PKIOperation"))
                 return SW_STAGE_ENROLL_REQUESTED;
             return SW_STAGE_UNKNOWN;
         }
@@ -730,7 +705,7 @@ dependent_line(struct agent_parse_ctx *ctx, struct sw_event *ev, const char *m, 
     pa = (struct sw_slice){ a, (size_t)(to - a) };
     pb = (struct sw_slice){ to + 11, (size_t)(in - (to + 11)) };
     dp = in + 11;
-    next_tok(&dp, end, &dom);
+    agent_next_field(&dp, end, &dom);
     if (dom.len == 31 && memcmp(dom.ptr, "ManagedProfileToManagingProfile", 31) == 0) {
         if (!agent_starts_with_ci(pb.ptr, pb.len, SCEP_KEY)) {
             ctx->counts[AGENT_COUNT_NOISE]++;

@@ -66,29 +66,6 @@ is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r';
 }
 
-static int
-next_tok(const char **p, const char *end, struct sw_slice *t)
-{
-    const char *s = *p;
-
-    while (s < end && is_blank(*s))
-        s++;
-    if (s == end)
-        return 0;
-    t->ptr = s;
-    while (s < end && !is_blank(*s))
-        s++;
-    t->len = (size_t)(s - t->ptr);
-    *p = s;
-    return 1;
-}
-
-static int
-eq_ci(struct sw_slice t, const char *word)
-{
-    return t.len == strlen(word) && agent_starts_with_ci(t.ptr, t.len, word);
-}
-
 /* W3C writes "-" for an empty value. */
 static struct sw_slice
 value(struct sw_slice t)
@@ -106,11 +83,11 @@ set_fields(struct iis_state *st, const char *p, const char *end)
     for (int k = 0; k < COL_COUNT; k++)
         st->col[k] = -1;
     st->need = 0;
-    while (next_tok(&p, end, &t)) {
+    while (agent_next_field(&p, end, &t)) {
         if (i == MAX_COLS)
             return 0;
         for (int k = 0; k < COL_COUNT; k++) {
-            if (st->col[k] < 0 && eq_ci(t, col_names[k])) {
+            if (st->col[k] < 0 && agent_slice_eq_ci(t, col_names[k])) {
                 st->col[k] = i;
                 if (i + 1 > st->need)
                     st->need = i + 1;
@@ -146,7 +123,7 @@ directive(struct agent_parse_ctx *ctx, const char *l, size_t n)
         struct sw_slice d;
         int64_t t;
         st->has_dir_date = 0;
-        if (next_tok(&p, end, &d) && d.len >= 10 && sw_time_parse(d.ptr, 10, 0, &t) == 0) {
+        if (agent_next_field(&p, end, &d) && d.len >= 10 && sw_time_parse(d.ptr, 10, 0, &t) == 0) {
             memcpy(st->dir_date, d.ptr, 10);
             st->has_dir_date = 1;
         }
@@ -187,9 +164,9 @@ target_of(struct sw_slice stem)
         struct sw_slice r = { stem.ptr + cl, stem.len - cl };
         if (r.len && r.ptr[r.len - 1] == '/')
             r.len--;
-        if (eq_ci(r, "VerifyRequest"))
+        if (agent_slice_eq_ci(r, "VerifyRequest"))
             return TARGET_VERIFY;
-        if (eq_ci(r, "Notify"))
+        if (agent_slice_eq_ci(r, "Notify"))
             return TARGET_NOTIFY;
     }
     return TARGET_NONE;
@@ -211,7 +188,7 @@ operation_of(struct sw_slice q)
         if (agent_starts_with_ci(p, (size_t)(e - p), "operation=")) {
             struct sw_slice v = { p + 10, (size_t)(e - (p + 10)) };
             for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-                if (eq_ci(v, ops[i]))
+                if (agent_slice_eq_ci(v, ops[i]))
                     return ops[i];
             return NULL;
         }
@@ -304,7 +281,7 @@ iis_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }
-    while (got < st->need && next_tok(&p, end, &f[got]))
+    while (got < st->need && agent_next_field(&p, end, &f[got]))
         got++;
     if (got < st->need) {
         ctx->counts[AGENT_COUNT_MALFORMED]++;
@@ -395,7 +372,7 @@ iis_probe(const char *buf, size_t len)
             p[16] == ':' && p[19] == ' ') {
             const char *q = p + 20;
             struct sw_slice t;
-            while (next_tok(&q, le, &t))
+            while (agent_next_field(&q, le, &t))
                 if (target_of(t) != TARGET_NONE) {
                     data++;
                     break;

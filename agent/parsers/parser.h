@@ -67,6 +67,11 @@ struct agent_parser {
      */
     int (*probe)(const char *buf, size_t len);
     size_t state_size;              /* zeroed bytes at ctx->state */
+    /*
+     * Lines carry no context from earlier lines: a tailer may resume at any
+     * line start without replaying the file, and keeps no state between reads.
+     */
+    int stateless;
     sw_err (*init)(struct agent_parse_ctx *ctx);        /* optional */
     void (*line)(struct agent_parse_ctx *ctx, const char *line, size_t len);
     void (*finish)(struct agent_parse_ctx *ctx);        /* end of input; optional */
@@ -170,5 +175,38 @@ int agent_starts_with_ci(const char *p, size_t n, const char *prefix);
 
 /* Trims ASCII spaces/tabs on both ends. */
 struct sw_slice agent_trim(const char *p, size_t n);
+
+/*
+ * Splits off the next field separated by runs of spaces, TABs or CRs;
+ * advances *p.  Returns 0 when the line ends first.
+ */
+int agent_next_field(const char **p, const char *end, struct sw_slice *f);
+
+/* Whole-slice case-insensitive ASCII comparison with a word. */
+int agent_slice_eq_ci(struct sw_slice s, const char *word);
+
+/*
+ * A record that spans lines (an XML event, a quoted CSV field), assembled
+ * in a buffer of AGENT_MAX_LINE bytes that the parser allocates.  While a
+ * record is open, ctx->hold_offset pins its first line so a tailer never
+ * checkpoints past it; one that outgrows the buffer is marked broken and
+ * releases the pin (it is dropped when it closes).
+ */
+struct agent_record {
+    char *buf;
+    size_t len;
+    uint64_t offset;            /* offset of the line it began on */
+    int open;
+    int broken;                 /* over the cap or cut by an overlong line */
+};
+
+/* Opens a record at the current line with its first n bytes. */
+void agent_record_begin(struct agent_record *r, struct agent_parse_ctx *ctx,
+                        const char *p, size_t n);
+/* Appends n bytes, preceded by a newline when 'newline' (a new line of the record). */
+void agent_record_append(struct agent_record *r, struct agent_parse_ctx *ctx,
+                         const char *p, size_t n, int newline);
+/* Closes (or abandons) the record and releases the pin. */
+void agent_record_end(struct agent_record *r, struct agent_parse_ctx *ctx);
 
 #endif

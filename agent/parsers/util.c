@@ -172,3 +172,70 @@ agent_trim(const char *p, size_t n)
         n--;
     return (struct sw_slice){ p, n };
 }
+
+static inline int
+is_sep(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+int
+agent_next_field(const char **p, const char *end, struct sw_slice *f)
+{
+    const char *s = *p;
+
+    while (s < end && is_sep(*s))
+        s++;
+    if (s == end)
+        return 0;
+    f->ptr = s;
+    while (s < end && !is_sep(*s))
+        s++;
+    f->len = (size_t)(s - f->ptr);
+    *p = s;
+    return 1;
+}
+
+int
+agent_slice_eq_ci(struct sw_slice s, const char *word)
+{
+    return s.len == strlen(word) && agent_starts_with_ci(s.ptr, s.len, word);
+}
+
+void
+agent_record_begin(struct agent_record *r, struct agent_parse_ctx *ctx, const char *p, size_t n)
+{
+    r->open = 1;
+    r->broken = 0;
+    r->len = 0;
+    r->offset = ctx->line_offset;
+    ctx->hold_offset = r->offset;
+    agent_record_append(r, ctx, p, n, 0);
+}
+
+void
+agent_record_append(struct agent_record *r, struct agent_parse_ctx *ctx, const char *p,
+                    size_t n, int newline)
+{
+    if (r->broken)
+        return;
+    if (n + (size_t)newline > AGENT_MAX_LINE - r->len) {
+        /* over the cap: dropped when it closes; nothing to hold back for */
+        r->broken = 1;
+        ctx->hold_offset = UINT64_MAX;
+        return;
+    }
+    if (newline)
+        r->buf[r->len++] = '\n';
+    memcpy(r->buf + r->len, p, n);
+    r->len += n;
+}
+
+void
+agent_record_end(struct agent_record *r, struct agent_parse_ctx *ctx)
+{
+    r->open = 0;
+    r->broken = 0;
+    r->len = 0;
+    ctx->hold_offset = UINT64_MAX;
+}

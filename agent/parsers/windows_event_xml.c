@@ -76,11 +76,7 @@ enum { SEC_OTHER, SEC_SYSTEM, SEC_EVENTDATA, SEC_USERDATA };
 
 struct winxml_state {
     XML_Parser xp;              /* reused for every record */
-    char *rec;                  /* record being assembled; REC_CAP bytes */
-    size_t rec_len;
-    uint64_t rec_offset;        /* offset of the line where "<Event" began */
-    int in_rec;                 /* a record is open across lines */
-    int rec_broken;             /* over the cap or cut by an overlong line */
+    struct agent_record rec;    /* a record spanning lines */
     struct xml_event xe;
     struct agent_scratch scratch;
 };
@@ -861,8 +857,8 @@ map_server(struct agent_parse_ctx *ctx, const struct xml_event *xe, const struct
 
 /*
  * One complete record p[0..n) ("<Event" .. "</Event>"), first seen on the
- * line at offset.  p may be the current line or st->rec; if it holds bytes
- * expat rejects, a sanitised copy in st->rec is parsed instead.
+ * line at offset.  p may be the current line or st->rec.buf; if it holds bytes
+ * expat rejects, a sanitised copy in st->rec.buf is parsed instead.
  */
 static void
 record(struct agent_parse_ctx *ctx, const char *p, size_t n, uint64_t offset)
@@ -882,10 +878,10 @@ record(struct agent_parse_ctx *ctx, const char *p, size_t n, uint64_t offset)
             ctx->counts[AGENT_COUNT_MALFORMED]++;
             return;
         }
-        if (p != st->rec)
-            memcpy(st->rec, p, n);
-        p = st->rec;
-        sanitize(st->rec, n);
+        if (p != st->rec.buf)
+            memcpy(st->rec.buf, p, n);
+        p = st->rec.buf;
+        sanitize(st->rec.buf, n);
     }
 
     memset(xe, 0, offsetof(struct xml_event, arena));
@@ -923,58 +919,16 @@ record(struct agent_parse_ctx *ctx, const char *p, size_t n, uint64_t offset)
 }
 
 static void
-rec_append(struct agent_parse_ctx *ctx, const char *p, size_t n, int newline)
-{
-    struct winxml_state *st = ctx->state;
-
-    if (st->rec_broken)
-        return;
-    if (n + (size_t)newline > REC_CAP - st->rec_len) {
-        /* over the cap: dropped when it closes; nothing to hold back for */
-        st->rec_broken = 1;
-        ctx->hold_offset = UINT64_MAX;
-        return;
-    }
-    if (newline)
-        st->rec[st->rec_len++] = '\n';
-    memcpy(st->rec + st->rec_len, p, n);
-    st->rec_len += n;
-}
-
-static void
-rec_begin(struct agent_parse_ctx *ctx, const char *p, size_t n)
-{
-    struct winxml_state *st = ctx->state;
-
-    st->in_rec = 1;
-    st->rec_broken = 0;
-    st->rec_len = 0;
-    st->rec_offset = ctx->line_offset;
-    ctx->hold_offset = ctx->line_offset;
-    rec_append(ctx, p, n, 0);
-}
-
-static void
-rec_end(struct agent_parse_ctx *ctx)
-{
-    struct winxml_state *st = ctx->state;
-    st->in_rec = 0;
-    st->rec_broken = 0;
-    st->rec_len = 0;
-    ctx->hold_offset = UINT64_MAX;
-}
-
-static void
 winxml_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
 {
     struct winxml_state *st = ctx->state;
     const char *p = line, *end = line + len;
-    int touched = st->in_rec;
+    int touched = st->rec.open;
 
     while (p < end) {
         const char *open, *close, *after = NULL;
 
-        if (!st->in_rec) {
+        if (!st->rec.open) {
             open = find_open(p, end);
             if (!open)
                 break; /* text between events: ignored */
@@ -989,7 +943,7 @@ winxml_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
                 continue;
             }
             if (!close) {
-                rec_begin(ctx, open, (size_t)(end - open));
+                agent_record_begin(&st->rec, ctx, open, (size_t)(end - open));
                 break;
             }
             record(ctx, open, (size_t)(after - open), ctx->line_offset);
@@ -1002,25 +956,25 @@ winxml_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
         open = find_open(p, close ? close : end);
         if (open) {
             ctx->counts[AGENT_COUNT_MALFORMED]++;
-            rec_end(ctx);
+            agent_record_end(&st->rec, ctx);
             p = open;
             continue;
         }
         if (!close) {
-            rec_append(ctx, p, (size_t)(end - p), 1);
+            agent_record_append(&st->rec, ctx, p, (size_t)(end - p), 1);
             break;
         }
-        rec_append(ctx, p, (size_t)(after - p), 1);
-        if (st->rec_broken)
+        agent_record_append(&st->rec, ctx, p, (size_t)(after - p), 1);
+        if (st->rec.broken)
             ctx->counts[AGENT_COUNT_MALFORMED]++;
         else
-            record(ctx, st->rec, st->rec_len, st->rec_offset);
-        rec_end(ctx);
+            record(ctx, st->rec.buf, st->rec.len, st->rec.offset);
+        agent_record_end(&st->rec, ctx);
         p = after;
     }
     /* the reader dropped the rest of an overlong line: an open record has a hole */
-    if (ctx->line_truncated && st->in_rec && !st->rec_broken) {
-        st->rec_broken = 1;
+    if (ctx->line_truncated && st->rec.open && !st->rec.broken) {
+        st->rec.broken = 1;
         ctx->hold_offset = UINT64_MAX;
     }
     if (!touched)
@@ -1031,9 +985,9 @@ static void
 winxml_finish(struct agent_parse_ctx *ctx)
 {
     struct winxml_state *st = ctx->state;
-    if (st->in_rec) {
+    if (st->rec.open) {
         ctx->counts[AGENT_COUNT_PARTIAL]++;
-        rec_end(ctx);
+        agent_record_end(&st->rec, ctx);
     }
 }
 
@@ -1042,15 +996,15 @@ winxml_init(struct agent_parse_ctx *ctx)
 {
     struct winxml_state *st = ctx->state;
 
-    st->rec = malloc(REC_CAP);
+    st->rec.buf = malloc(REC_CAP);
     st->xe.arena = malloc(ARENA_CAP);
     st->xp = XML_ParserCreate("UTF-8");
-    if (!st->rec || !st->xe.arena || !st->xp) {
-        free(st->rec);
+    if (!st->rec.buf || !st->xe.arena || !st->xp) {
+        free(st->rec.buf);
         free(st->xe.arena);
         if (st->xp)
             XML_ParserFree(st->xp);
-        st->rec = NULL;
+        st->rec.buf = NULL;
         st->xe.arena = NULL;
         st->xp = NULL;
         return SW_ENOMEM;
@@ -1066,7 +1020,7 @@ winxml_fini(struct agent_parse_ctx *ctx)
         return;
     if (st->xp)
         XML_ParserFree(st->xp);
-    free(st->rec);
+    free(st->rec.buf);
     free(st->xe.arena);
 }
 

@@ -430,6 +430,17 @@ policy_opt(int ch, const char *arg, struct policy_opts *p)
     { "status", required_argument, NULL, 's' },              \
     { "platform", required_argument, NULL, 'p' }
 
+/* The policy, status and platform options into a ListEnrollments request. */
+static void
+set_filters(Scepwatch__ListEnrollmentsRequest *rq, struct policy_opts *p)
+{
+    rq->policy = &p->policy;
+    rq->n_status = p->nstatus;
+    rq->status = p->statuses;
+    rq->has_platform = p->has_platform;
+    rq->platform = p->platform;
+}
+
 static int
 finish_output(void)
 {
@@ -481,11 +492,7 @@ cmd_stuck(struct cli *c, int argc, char **argv)
         return rc;
     rq.has_stuck_only = 1;
     rq.stuck_only = 1;
-    rq.policy = &p.policy;
-    rq.n_status = p.nstatus;
-    rq.status = p.statuses;
-    rq.has_platform = p.has_platform;
-    rq.platform = p.platform;
+    set_filters(&rq, &p);
     if (strcmp(o.format, "csv") == 0)
         printf("%s\r\n", csv_header);
     else if (strcmp(o.format, "json") == 0)
@@ -550,11 +557,7 @@ cmd_export(struct cli *c, int argc, char **argv)
             return 1;
         }
     }
-    rq.policy = &p.policy;
-    rq.n_status = p.nstatus;
-    rq.status = p.statuses;
-    rq.has_platform = p.has_platform;
-    rq.platform = p.platform;
+    set_filters(&rq, &p);
     fprintf(o.f, "%s\r\n", csv_header);
     rc = each_enrollment(c, &rq, print_row, &o, &n);
     if (o.f != stdout) {
