@@ -55,12 +55,14 @@ agent_parse_ctx_fini(struct agent_parse_ctx *ctx)
 
 void
 agent_parse_line(struct agent_parse_ctx *ctx, const char *line, size_t len, uint64_t offset,
-                 int truncated)
+                 int flags)
 {
+    int truncated = (flags & AGENT_LINE_TRUNCATED) != 0;
+
     ctx->counts[AGENT_COUNT_LINES]++;
     if (truncated)
         ctx->counts[AGENT_COUNT_OVERLONG]++;
-    if (memchr(line, '\0', len)) {
+    if (!(flags & AGENT_LINE_TEXT) && memchr(line, '\0', len)) {
         ctx->counts[AGENT_COUNT_BINARY]++;
         return;
     }
@@ -73,9 +75,9 @@ agent_parse_line(struct agent_parse_ctx *ctx, const char *line, size_t len, uint
 }
 
 static int
-on_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+on_line(void *arg, const char *line, size_t len, uint64_t offset, int flags)
 {
-    agent_parse_line(arg, line, len, offset, truncated);
+    agent_parse_line(arg, line, len, offset, flags);
     return 0;
 }
 
@@ -100,11 +102,11 @@ struct detect_acc {
 };
 
 static int
-detect_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+detect_line(void *arg, const char *line, size_t len, uint64_t offset, int flags)
 {
     struct detect_acc *a = arg;
     (void)offset;
-    (void)truncated;
+    (void)flags;
     if (a->len + len + 1 > DETECT_BYTES)
         return 1;
     memcpy(a->buf + a->len, line, len);

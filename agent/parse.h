@@ -21,10 +21,11 @@ void agent_parse_ctx_fini(struct agent_parse_ctx *ctx);
 /*
  * One line (as the reader delivers it) to ctx's parser: counts it, drops a
  * line holding NUL bytes, sets the current record.  For callers that run
- * the reader themselves (the tailer).
+ * the reader themselves (the tailer).  flags: AGENT_LINE_* as the reader
+ * gives them (0 from callers that vouch for nothing).
  */
 void agent_parse_line(struct agent_parse_ctx *ctx, const char *line, size_t len,
-                      uint64_t offset, int truncated);
+                      uint64_t offset, int flags);
 
 /*
  * Feeds fd's lines from 'start' to ctx.  final_line: also parse an

@@ -4,6 +4,7 @@
 #include "reader.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -127,11 +128,27 @@ agent_utf16_to_utf8(const unsigned char *in, size_t n, int be, char *out)
 
 /* Strips the CR of a CRLF and hands the line over. */
 static int
-deliver(agent_line_fn fn, void *arg, const char *p, size_t len, uint64_t off, int trunc)
+deliver(agent_line_fn fn, void *arg, const char *p, size_t len, uint64_t off, int flags)
 {
-    if (!trunc && len && p[len - 1] == '\r')
+    if (!(flags & AGENT_LINE_TRUNCATED) && len && p[len - 1] == '\r')
         len--;
-    return fn(arg, p, len, off, trunc);
+    return fn(arg, p, len, off, flags);
+}
+
+/* Index of the first NUL in buf[i, have), or SIZE_MAX: one scan a buffer, not one a line. */
+static size_t
+next_nul(const char *buf, size_t i, size_t have)
+{
+    const char *z = memchr(buf + i, '\0', have - i);
+    return z ? (size_t)(z - buf) : SIZE_MAX;
+}
+
+static int
+text_flag(size_t *nul, const char *buf, size_t i, size_t len, size_t have)
+{
+    if (*nul != SIZE_MAX && *nul < i)
+        *nul = next_nul(buf, i, have);
+    return *nul >= i + len ? AGENT_LINE_TEXT : 0;
 }
 
 static sw_err
@@ -157,6 +174,7 @@ run_utf8(struct agent_reader *r, int fd, uint64_t start, uint64_t limit, int fin
         have += (size_t)k;
 
         size_t i = 0;
+        size_t nul = next_nul(r->buf, 0, have);
         while (i < have) {
             char *nl = memchr(r->buf + i, '\n', have - i);
             if (skip_to_nl) {
@@ -173,7 +191,8 @@ run_utf8(struct agent_reader *r, int fd, uint64_t start, uint64_t limit, int fin
             if (!nl) {
                 if (have - i > r->max_line) {
                     /* overlong: deliver the head now, skip the rest */
-                    if (deliver(fn, arg, r->buf + i, r->max_line, pos + i, 1))
+                    if (deliver(fn, arg, r->buf + i, r->max_line, pos + i,
+                                AGENT_LINE_TRUNCATED | text_flag(&nul, r->buf, i, r->max_line, have)))
                         return SW_OK;
                     skip_to_nl = 1;
                     skip_start = pos + i;
@@ -182,12 +201,13 @@ run_utf8(struct agent_reader *r, int fd, uint64_t start, uint64_t limit, int fin
                 break;
             }
             size_t len = (size_t)(nl - (r->buf + i));
-            int trunc = 0;
+            int flags = 0;
             if (len > r->max_line) {
                 len = r->max_line;
-                trunc = 1;
+                flags = AGENT_LINE_TRUNCATED;
             }
-            if (deliver(fn, arg, r->buf + i, len, pos + i, trunc)) {
+            flags |= text_flag(&nul, r->buf, i, len, have);
+            if (deliver(fn, arg, r->buf + i, len, pos + i, flags)) {
                 *next = pos + (size_t)(nl - r->buf) + 1;
                 return SW_OK;
             }
@@ -197,8 +217,10 @@ run_utf8(struct agent_reader *r, int fd, uint64_t start, uint64_t limit, int fin
         if (eof) {
             if (!skip_to_nl && i < have && final_line) {
                 size_t len = have - i;
-                deliver(fn, arg, r->buf + i, len > r->max_line ? r->max_line : len,
-                        pos + i, len > r->max_line);
+                if (len > r->max_line)
+                    deliver(fn, arg, r->buf + i, r->max_line, pos + i, AGENT_LINE_TRUNCATED);
+                else
+                    deliver(fn, arg, r->buf + i, len, pos + i, 0);
                 *next = pos + have;
             } else if (skip_to_nl && final_line) {
                 *next = pos + have;
@@ -237,7 +259,7 @@ run_utf16(struct agent_reader *r, int fd, int be, uint64_t start, uint64_t limit
             unsigned u = be ? (unsigned)((unsigned char)r->buf[i] << 8 | (unsigned char)r->buf[i + 1])
                             : (unsigned)((unsigned char)r->buf[i] | (unsigned char)r->buf[i + 1] << 8);
             if (u == '\n') {
-                if (deliver(fn, arg, r->line, llen, line_start, trunc)) {
+                if (deliver(fn, arg, r->line, llen, line_start, trunc ? AGENT_LINE_TRUNCATED : 0)) {
                     *next = pos + i + 2;
                     return SW_OK;
                 }
@@ -272,7 +294,7 @@ run_utf16(struct agent_reader *r, int fd, int be, uint64_t start, uint64_t limit
         pos += n;
     }
     if (final_line && llen) {
-        deliver(fn, arg, r->line, llen, line_start, trunc);
+        deliver(fn, arg, r->line, llen, line_start, trunc ? AGENT_LINE_TRUNCATED : 0);
         *next = pos;
     }
     return SW_OK;

@@ -5,7 +5,7 @@
  * The reader owns one buffer (reused across files: a tailer with a
  * thousand files keeps one).  Lines are delivered without their
  * terminator; a line longer than max_line is delivered cut to max_line
- * with truncated = 1 and the rest skipped.  An incomplete final line
+ * with AGENT_LINE_TRUNCATED and the rest skipped.  An incomplete final line
  * is not delivered unless final_line is set: a tailer will see it again
  * once it is complete.
  *
@@ -30,9 +30,13 @@ struct agent_reader {
     size_t max_line;
 };
 
+/* Line flags. */
+#define AGENT_LINE_TRUNCATED 1  /* cut to max_line, the rest skipped */
+#define AGENT_LINE_TEXT 2       /* the reader vouches the line holds no NUL byte */
+
 /* Called for each line; return non-zero to stop early. */
 typedef int (*agent_line_fn)(void *arg, const char *line, size_t len,
-                             uint64_t offset, int truncated);
+                             uint64_t offset, int flags);
 
 sw_err agent_reader_init(struct agent_reader *r, size_t max_line);
 void agent_reader_fini(struct agent_reader *r);

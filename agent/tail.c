@@ -424,18 +424,18 @@ file_free(struct agent_tail *t, struct tail_file *f)
 /* ---- parsing ---- */
 
 static int
-replay_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+replay_line(void *arg, const char *line, size_t len, uint64_t offset, int flags)
 {
-    agent_parse_line(arg, line, len, offset, truncated);
+    agent_parse_line(arg, line, len, offset, flags);
     return 0;
 }
 
 static int
-tail_line(void *arg, const char *line, size_t len, uint64_t offset, int truncated)
+tail_line(void *arg, const char *line, size_t len, uint64_t offset, int flags)
 {
     struct agent_tail *t = arg;
 
-    agent_parse_line(t->cur->ctx, line, len, offset, truncated);
+    agent_parse_line(t->cur->ctx, line, len, offset, flags);
     if (t->emit_err)
         return 1;
     if (sw_wire_builder_count(t->builder) >= t->batch_events ||

@@ -52,7 +52,7 @@ sw_buf_reserve(struct sw_buf *b, size_t extra)
 }
 
 void
-sw_buf_append(struct sw_buf *b, const void *p, size_t n)
+sw_buf_append_slow(struct sw_buf *b, const void *p, size_t n)
 {
     if (sw_buf_reserve(b, n) != SW_OK)
         return;
@@ -63,9 +63,16 @@ sw_buf_append(struct sw_buf *b, const void *p, size_t n)
 }
 
 void
-sw_buf_putc(struct sw_buf *b, char c)
+sw_buf_put_u64(struct sw_buf *b, unsigned long long v)
 {
-    sw_buf_append(b, &c, 1);
+    char d[20];
+    size_t i = sizeof d;
+
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sw_buf_append(b, d + i, sizeof d - i);
 }
 
 void

@@ -83,15 +83,14 @@ sw_json_string(struct sw_buf *b, const char *str, size_t n)
     sw_buf_putc(b, '"');
 }
 
-static void
-field(struct sw_buf *b, const char *name, const char *v, size_t n)
+/* ,"name": then the value; the name's quotes and colon come with it. */
+static inline void
+field_n(struct sw_buf *b, const char *key, size_t kn, const char *v, size_t n)
 {
-    sw_buf_putc(b, ',');
-    sw_buf_putc(b, '"');
-    sw_buf_puts(b, name);
-    sw_buf_append(b, "\":", 2);
+    sw_buf_append(b, key, kn);
     sw_json_string(b, v, n);
 }
+#define field(b, name, v, n) field_n(b, ",\"" name "\":", sizeof(",\"" name "\":") - 1, v, n)
 
 void
 sw_json_event(struct sw_buf *b, const struct sw_event *ev)
@@ -117,8 +116,10 @@ sw_json_event(struct sw_buf *b, const struct sw_event *ev)
 #undef X
     if (ev->file.len)
         field(b, "file", ev->file.ptr, ev->file.len);
-    if (ev->has_offset)
-        sw_buf_printf(b, ",\"offset\":%llu", (unsigned long long)ev->offset);
+    if (ev->has_offset) {
+        sw_buf_append(b, ",\"offset\":", 10);
+        sw_buf_put_u64(b, (unsigned long long)ev->offset);
+    }
     if (ev->host.len)
         field(b, "host", ev->host.ptr, ev->host.len);
     sw_buf_putc(b, '}');

@@ -53,6 +53,15 @@ sw_time_make(int y, int mo, int d, int h, int mi, int s, int usec, int64_t *out_
     return 0;
 }
 
+static void
+put_digits(char *o, int v, int n)
+{
+    while (n--) {
+        o[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 size_t
 sw_time_format(int64_t us, char *out)
 {
@@ -63,9 +72,27 @@ sw_time_format(int64_t us, char *out)
     int y, m, d;
 
     sw_civil_from_days(days, &y, &m, &d);
-    return (size_t)snprintf(out, 28, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-                            y, m, d, (int)(sod / 3600), (int)(sod / 60 % 60),
-                            (int)(sod % 60), (int)frac);
+    if (y < 0 || y > 9999)
+        return (size_t)snprintf(out, 28, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+                                y, m, d, (int)(sod / 3600), (int)(sod / 60 % 60),
+                                (int)(sod % 60), (int)frac);
+    /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" by hand: this runs once per event */
+    put_digits(out, y, 4);
+    out[4] = '-';
+    put_digits(out + 5, m, 2);
+    out[7] = '-';
+    put_digits(out + 8, d, 2);
+    out[10] = 'T';
+    put_digits(out + 11, (int)(sod / 3600), 2);
+    out[13] = ':';
+    put_digits(out + 14, (int)(sod / 60 % 60), 2);
+    out[16] = ':';
+    put_digits(out + 17, (int)(sod % 60), 2);
+    out[19] = '.';
+    put_digits(out + 20, (int)frac, 6);
+    out[26] = 'Z';
+    out[27] = '\0';
+    return 27;
 }
 
 int
