@@ -80,17 +80,22 @@ struct common_opts {
     const struct agent_parser *format;   /* NULL = auto */
     struct agent_parse_opts popts;
     int stats;
+    int device_from_dir;                 /* device = the name of each file's directory */
+    const char *files_from;              /* more FILEs, one a line ("-" = stdin) */
     const char *url;
     size_t batch_events;
     int timeout_ms;
     int retries;
 };
 
-enum { OPT_DATE = 256, OPT_TZ, OPT_STATS, OPT_BATCH_EVENTS, OPT_TIMEOUT, OPT_RETRIES };
+enum { OPT_DATE = 256, OPT_TZ, OPT_STATS, OPT_BATCH_EVENTS, OPT_TIMEOUT, OPT_RETRIES,
+       OPT_DEVICE_FROM_DIR, OPT_FILES_FROM };
 
 static const struct option long_opts[] = {
     { "format", required_argument, NULL, 'f' },
     { "device", required_argument, NULL, 'd' },
+    { "device-from-dir", no_argument, NULL, OPT_DEVICE_FROM_DIR },
+    { "files-from", required_argument, NULL, OPT_FILES_FROM },
     { "date", required_argument, NULL, OPT_DATE },
     { "tz", required_argument, NULL, OPT_TZ },
     { "stats", no_argument, NULL, OPT_STATS },
@@ -141,6 +146,12 @@ parse_common(int argc, char **argv, struct common_opts *o, int network)
             if (!*optarg)
                 return usage_error("%s--device needs a value", "");
             o->popts.device = optarg;
+            break;
+        case OPT_DEVICE_FROM_DIR:
+            o->device_from_dir = 1;
+            break;
+        case OPT_FILES_FROM:
+            o->files_from = optarg;
             break;
         case OPT_DATE: {
             int64_t us;
@@ -195,7 +206,9 @@ parse_common(int argc, char **argv, struct common_opts *o, int network)
             return usage_error("%sbad option", "");
         }
     }
-    if (optind >= argc)
+    if (o->device_from_dir && o->popts.device)
+        return usage_error("%s--device and --device-from-dir exclude each other", "");
+    if (optind >= argc && !o->files_from)
         return usage_error("%sno FILE given", "");
     return -1;
 }
@@ -211,6 +224,14 @@ print_stats(const char *file, const struct agent_parser *p, const uint64_t *coun
 }
 
 /* ---- parse ---- */
+
+struct json_out;
+struct parse_job {
+    const struct common_opts *o;
+    struct agent_reader *r;
+    struct json_out *out;
+};
+static int parse_one(void *arg, const char *path, const struct agent_parse_opts *po);
 
 struct json_out {
     struct sw_buf buf;
@@ -235,6 +256,27 @@ emit_json(void *arg, const struct sw_event *ev)
         json_flush(o);
 }
 
+static int report_file_error(const char *file, sw_err e);
+static void print_stats(const char *file, const struct agent_parser *p, const uint64_t *counts);
+
+static int
+parse_one(void *arg, const char *path, const struct agent_parse_opts *po)
+{
+    struct parse_job *j = arg;
+    uint64_t counts[AGENT_COUNT_MAX] = { 0 };
+    const struct agent_parser *used = NULL;
+    sw_err e;
+
+    errno = 0;
+    e = agent_parse_file(path, j->o->format, po, j->r, emit_json, j->out, counts, &used);
+    json_flush(j->out);
+    if (e != SW_OK)
+        return report_file_error(path, e);
+    if (j->o->stats)
+        print_stats(path, used, counts);
+    return 0;
+}
+
 static int
 report_file_error(const char *file, sw_err e)
 {
@@ -246,6 +288,95 @@ report_file_error(const char *file, sw_err e)
         fprintf(stderr, "scepwatch-agent: %s: %s\n", file,
                 e == SW_ENOENT ? "no such file" : strerror(errno ? errno : EIO));
     return 1;
+}
+
+/*
+ * Calls fn for each FILE: the arguments, then the lines of --files-from.
+ * With --device-from-dir each file's device is its directory's name
+ * (logs/<device>/OMADM.log).  Returns the worst status fn returned, or 1
+ * when the list cannot be read; stops early when fn returns -1.
+ */
+typedef int (*input_fn)(void *arg, const char *path, const struct agent_parse_opts *po);
+
+static int
+dir_device(const char *path, char *out, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    const char *end = slash, *start;
+    if (!slash) {
+        snprintf(out, cap, ".");
+        return 0;
+    }
+    while (end > path && end[-1] == '/')
+        end--;
+    start = end;
+    while (start > path && start[-1] != '/')
+        start--;
+    if (end == start || (size_t)(end - start) >= cap)
+        return -1;
+    memcpy(out, start, (size_t)(end - start));
+    out[end - start] = '\0';
+    return strcmp(out, ".") == 0 || strcmp(out, "..") == 0 ? -1 : 0;
+}
+
+static int
+one_input(const struct common_opts *o, const char *path, input_fn fn, void *arg)
+{
+    struct agent_parse_opts po = o->popts;
+    char dev[256];
+
+    if (o->device_from_dir) {
+        if (dir_device(path, dev, sizeof dev) != 0 || strcmp(dev, ".") == 0) {
+            fprintf(stderr, "scepwatch-agent: %s: no directory to name the device "
+                    "(--device-from-dir wants DIR/FILE)\n", path);
+            return 1;
+        }
+        po.device = dev;
+    }
+    return fn(arg, path, &po);
+}
+
+static int
+for_each_input(const struct common_opts *o, int argc, char **argv, input_fn fn, void *arg)
+{
+    int status = 0, rc;
+
+    for (int i = optind; i < argc; i++) {
+        if ((rc = one_input(o, argv[i], fn, arg)) < 0)
+            return status ? status : 1;
+        if (rc > status)
+            status = rc;
+    }
+    if (o->files_from) {
+        FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "r");
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        if (!f) {
+            fprintf(stderr, "scepwatch-agent: %s: %s\n", o->files_from, strerror(errno));
+            return 1;
+        }
+        while ((n = getline(&line, &cap, f)) > 0) {
+            while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+            if (!n)
+                continue;
+            if ((rc = one_input(o, line, fn, arg)) < 0) {
+                status = status ? status : 1;
+                break;
+            }
+            if (rc > status)
+                status = rc;
+        }
+        if (ferror(f)) {
+            fprintf(stderr, "scepwatch-agent: reading %s: %s\n", o->files_from, strerror(errno));
+            status = 1;
+        }
+        free(line);
+        if (f != stdin)
+            fclose(f);
+    }
+    return status;
 }
 
 static int
@@ -264,17 +395,8 @@ cmd_parse(int argc, char **argv)
     }
     sw_buf_init(&out.buf);
     out.failed = 0;
-    for (int i = optind; i < argc; i++) {
-        uint64_t counts[AGENT_COUNT_MAX] = { 0 };
-        const struct agent_parser *used = NULL;
-        errno = 0;
-        sw_err e = agent_parse_file(argv[i], o.format, &o.popts, &r, emit_json, &out, counts, &used);
-        json_flush(&out);
-        if (e != SW_OK)
-            status = report_file_error(argv[i], e);
-        else if (o.stats)
-            print_stats(argv[i], used, counts);
-    }
+    struct parse_job job = { &o, &r, &out };
+    status = for_each_input(&o, argc, argv, parse_one, &job);
     json_flush(&out);
     sw_buf_fini(&out.buf);
     agent_reader_fini(&r);
@@ -298,6 +420,31 @@ emit_send(void *arg, const struct sw_event *ev)
     struct send_ctx *c = arg;
     if (c->err == SW_OK)
         c->err = agent_send_add(c->s, ev);
+}
+
+struct send_job {
+    const struct common_opts *o;
+    struct agent_reader *r;
+    struct send_ctx *sc;
+};
+
+static int
+send_one(void *arg, const char *path, const struct agent_parse_opts *po)
+{
+    struct send_job *j = arg;
+    uint64_t counts[AGENT_COUNT_MAX] = { 0 };
+    const struct agent_parser *used = NULL;
+    sw_err e;
+
+    if (j->sc->err != SW_OK)
+        return -1;
+    errno = 0;
+    e = agent_parse_file(path, j->o->format, po, j->r, emit_send, j->sc, counts, &used);
+    if (e != SW_OK)
+        return report_file_error(path, e);
+    if (j->o->stats)
+        print_stats(path, used, counts);
+    return j->sc->err != SW_OK ? -1 : 0;
 }
 
 static int
@@ -328,16 +475,8 @@ cmd_send(int argc, char **argv)
         fprintf(stderr, "scepwatch-agent: out of memory\n");
         return 1;
     }
-    for (int i = optind; i < argc && sc.err == SW_OK; i++) {
-        uint64_t counts[AGENT_COUNT_MAX] = { 0 };
-        const struct agent_parser *used = NULL;
-        errno = 0;
-        e = agent_parse_file(argv[i], o.format, &o.popts, &r, emit_send, &sc, counts, &used);
-        if (e != SW_OK)
-            status = report_file_error(argv[i], e);
-        else if (o.stats)
-            print_stats(argv[i], used, counts);
-    }
+    struct send_job job = { &o, &r, &sc };
+    status = for_each_input(&o, argc, argv, send_one, &job);
     if (sc.err == SW_OK)
         sc.err = agent_send_flush(sc.s);
     if (sc.err != SW_OK) {

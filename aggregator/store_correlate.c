@@ -54,11 +54,12 @@ const char agg_corr_schema[] =
     "-- which template each profile's certificates were issued under, as strong links showed\n"
     "CREATE TABLE IF NOT EXISTS profile_templates(profile TEXT NOT NULL, template TEXT NOT NULL,\n"
     "  PRIMARY KEY(profile, template));\n"
-    "CREATE INDEX IF NOT EXISTS events_device_cert_ts ON events(device, cert, ts_us);\n";
+    "CREATE INDEX IF NOT EXISTS events_device_cert_ts ON events(device, cert, ts_us);\n"
+    "-- what the next correlation pass must revisit; committed with the events\n"
+    "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
+    "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n";
 
 static const char temp_schema[] =
-    "CREATE TEMP TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
-    "CREATE TEMP TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n"
     "CREATE TEMP TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
     "CREATE TEMP TABLE IF NOT EXISTS touched_req(request_id TEXT PRIMARY KEY);\n";
 
@@ -98,7 +99,8 @@ static const char *const sql[S_COUNT] = {
     [S_PUT_ISS] = "INSERT OR REPLACE INTO issuances(request_id, state, recv_lo, recv_hi,"
                   " issued_lo, issued_hi, last_us, serial, thumbprint, txn, subject, template,"
                   " detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    [S_CAND_ENR] = "SELECT id, rowkey, request_us, device_issued_us, profile FROM enrollments"
+    [S_CAND_ENR] = "SELECT id, rowkey, request_us, device_issued_us, profile, request_id, link"
+                   " FROM enrollments"
                    " WHERE kind = 0 AND link IN (0, 4) AND request_us > 0 AND"
                    " (request_us BETWEEN ?1 AND ?2 OR device_issued_us BETWEEN ?1 AND ?2)",
     [S_CAND_ISS] = "SELECT i.request_id, i.recv_lo, i.recv_hi, i.issued_lo, i.issued_hi, i.template"
@@ -136,6 +138,11 @@ struct agg_corr {
     sqlite3_stmt *st[S_COUNT];
     int64_t window_us;
     int64_t lo, hi;             /* the time region the change reaches */
+    /* this ingest transaction's marks: the last one, to skip repeats */
+    int marked;
+    int last_kind;              /* 0 none, 1 device, 2 request */
+    size_t last_len;
+    char last[256];
 };
 
 static sw_err
@@ -199,17 +206,69 @@ step_done(struct agg_corr *c, sqlite3_stmt *s, const char *what)
     return rc == SQLITE_DONE ? SW_OK : db_err(c, what);
 }
 
+void
+agg_corr_batch_begin(struct agg_corr *c)
+{
+    c->marked = 0;
+    c->last_kind = 0;
+}
+
+int
+agg_corr_batch_marked(const struct agg_corr *c)
+{
+    return c->marked;
+}
+
+int
+agg_corr_pending(struct agg_corr *c)
+{
+    sqlite3_stmt *s;
+    int n = 0;
+    if (sqlite3_prepare_v2(c->db, "SELECT (SELECT COUNT(*) FROM dirty_dev) +"
+                           " (SELECT COUNT(*) FROM dirty_req)", -1, &s, NULL) != SQLITE_OK)
+        return 1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n > 0;
+}
+
+/* A batch holds runs of one device's events: one INSERT a run, not a row. */
+static int
+repeat(struct agg_corr *c, int kind, const char *p, size_t len)
+{
+    if (c->last_kind == kind && c->last_len == len && (!len || memcmp(c->last, p, len) == 0))
+        return 1;
+    if (len < sizeof c->last) {
+        c->last_kind = kind;
+        c->last_len = len;
+        if (len)
+            memcpy(c->last, p, len);
+    } else {
+        c->last_kind = 0;
+    }
+    return 0;
+}
+
 sw_err
 agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
 {
+    if (!device)
+        len = 0;
+    if (repeat(c, 1, device, len))
+        return SW_OK;
+    c->marked = 1;
     sqlite3_stmt *s = stmt(c, S_MARK_DEV);
-    sqlite3_bind_text(s, 1, device ? device : "", device ? (int)len : 0, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, device ? device : "", (int)len, SQLITE_STATIC);
     return step_done(c, s, "mark device");
 }
 
 sw_err
 agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len)
 {
+    if (repeat(c, 2, request_id, len))
+        return SW_OK;
+    c->marked = 1;
     sqlite3_stmt *s = stmt(c, S_MARK_REQ);
     sqlite3_bind_text(s, 1, request_id, (int)len, SQLITE_STATIC);
     return step_done(c, s, "mark request");
@@ -564,6 +623,8 @@ struct cands {
     int64_t *enr_id;
     char **enr_key;
     char **enr_profile;
+    char **enr_old_rid;         /* the time link it had (NULL = none) */
+    int *enr_old_link;
     size_t ne, ecap;
     struct agg_cand_iss *iss;
     char **iss_key;
@@ -577,6 +638,7 @@ cands_clear(struct cands *k)
     for (size_t i = 0; i < k->ne; i++) {
         free(k->enr_key[i]);
         free(k->enr_profile[i]);
+        free(k->enr_old_rid[i]);
     }
     for (size_t i = 0; i < k->ni; i++) {
         free(k->iss_key[i]);
@@ -593,6 +655,8 @@ cands_free(struct cands *k)
     free(k->enr_id);
     free(k->enr_key);
     free(k->enr_profile);
+    free(k->enr_old_rid);
+    free(k->enr_old_link);
     free(k->iss);
     free(k->iss_key);
     free(k->iss_template);
@@ -631,7 +695,9 @@ load_candidates(struct agg_corr *c, int64_t lo, int64_t hi, struct cands *k,
         if (grow((void **)&k->enr, &cap, k->ne, sizeof *k->enr) ||
             grow((void **)&k->enr_id, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_id) ||
             grow((void **)&k->enr_key, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_key) ||
-            grow((void **)&k->enr_profile, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_profile))
+            grow((void **)&k->enr_profile, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_profile) ||
+            grow((void **)&k->enr_old_rid, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_old_rid) ||
+            grow((void **)&k->enr_old_link, &(size_t){ k->ecap }, k->ne, sizeof *k->enr_old_link))
             goto oom;
         k->ecap = cap;
         const char *key = (const char *)sqlite3_column_text(s, 1);
@@ -640,6 +706,9 @@ load_candidates(struct agg_corr *c, int64_t lo, int64_t hi, struct cands *k,
             goto oom;
         const char *prof = (const char *)sqlite3_column_text(s, 4);
         k->enr_profile[k->ne] = prof ? strdup(prof) : NULL;
+        const char *old = (const char *)sqlite3_column_text(s, 5);
+        k->enr_old_rid[k->ne] = old ? strdup(old) : NULL;
+        k->enr_old_link[k->ne] = sqlite3_column_int(s, 6);
         k->enr[k->ne] = (struct agg_cand_enr){ sqlite3_column_int64(s, 2),
                                                sqlite3_column_int64(s, 3), k->enr_key[k->ne], -1,
                                                k->enr_profile[k->ne] };
@@ -742,6 +811,44 @@ tmap_compat(void *arg, const char *profile, const char *tpl)
     return !known;
 }
 
+static int
+key_cmp(const void *a, const void *b, void *arg)
+{
+    char **keys = arg;
+    return strcmp(keys[*(const uint32_t *)a], keys[*(const uint32_t *)b]);
+}
+
+/* The candidate issuance with this request id, or -1 (ord: indices sorted by key). */
+static int
+iss_find(const struct cands *k, const uint32_t *ord, const char *rid)
+{
+    size_t lo = 0, hi = k->ni;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(k->iss_key[ord[mid]], rid);
+        if (d == 0)
+            return (int)ord[mid];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static int
+same_rid(const char *a, const char *b)
+{
+    return a ? b && strcmp(a, b) == 0 : !b;
+}
+
+/*
+ * Re-decides the time links of the region the change reaches, and writes
+ * (and marks for a status refresh) only what changed.  The region grows
+ * until no candidate lies within reach of its edges, so it holds whole
+ * chains of candidates; it grows geometrically, so a fleet whose requests
+ * chain across a year costs a few loads, not one per window.
+ */
 static sw_err
 time_links(struct agg_corr *c)
 {
@@ -749,20 +856,22 @@ time_links(struct agg_corr *c)
     struct tmap map = { 0 };
     int64_t reach = c->window_us + CERTUTIL_SPAN_US;
     int64_t lo = c->lo, hi = c->hi, min_t, max_t;
+    uint32_t *ord = NULL;
+    unsigned char *was = NULL;
     sw_err e;
 
     if (lo > hi)
         return SW_OK;
-    /* grow the region until every candidate near its edge is inside */
     for (;;) {
         if ((e = load_candidates(c, lo - reach, hi + reach, &k, &min_t, &max_t)) != SW_OK)
             goto out;
         if (min_t >= lo && max_t <= hi)
             break;
+        int64_t grow_by = (hi - lo) + reach;
         if (min_t < lo)
-            lo = min_t;
+            lo = min_t < lo - grow_by ? min_t : lo - grow_by;
         if (max_t > hi)
-            hi = max_t;
+            hi = max_t > hi + grow_by ? max_t : hi + grow_by;
     }
     if ((e = tmap_load(c, &map)) != SW_OK)
         goto out;
@@ -770,16 +879,39 @@ time_links(struct agg_corr *c)
         e = SW_ENOMEM;
         goto out;
     }
+    /* which candidate issuances were time-linked before */
+    ord = malloc((k.ni ? k.ni : 1) * sizeof *ord);
+    was = calloc(k.ni ? k.ni : 1, 1);
+    if (!ord || !was) {
+        e = SW_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < k.ni; i++)
+        ord[i] = (uint32_t)i;
+    if (k.ni > 1)
+        qsort_r(ord, k.ni, sizeof *ord, key_cmp, k.iss_key);
     for (size_t i = 0; i < k.ne; i++) {
+        if (k.enr_old_link[i] != AGG_LINK_TIME || !k.enr_old_rid[i])
+            continue;
+        int x = iss_find(&k, ord, k.enr_old_rid[i]);
+        if (x >= 0)
+            was[x] = 1;
+        else if ((e = touch_req(c, k.enr_old_rid[i])) != SW_OK)
+            goto out;
+    }
+    for (size_t i = 0; i < k.ne; i++) {
+        int m = k.enr[i].match;
+        const char *rid = m >= 0 ? k.iss_key[m] : NULL;
+        int link = m >= 0 ? AGG_LINK_TIME : AGG_LINK_NONE;
+        if (k.enr_old_link[i] == link && same_rid(k.enr_old_rid[i], rid))
+            continue;
         sqlite3_stmt *s = stmt(c, S_SET_LINK);
         sqlite3_bind_int64(s, 1, k.enr_id[i]);
-        if (k.enr[i].match >= 0) {
-            sqlite3_bind_text(s, 2, k.iss_key[k.enr[i].match], -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(s, 3, AGG_LINK_TIME);
-        } else {
+        if (rid)
+            sqlite3_bind_text(s, 2, rid, -1, SQLITE_TRANSIENT);
+        else
             sqlite3_bind_null(s, 2);
-            sqlite3_bind_int(s, 3, AGG_LINK_NONE);
-        }
+        sqlite3_bind_int(s, 3, link);
         if ((e = step_done(c, s, "set link")) != SW_OK)
             goto out;
         s = stmt(c, S_TOUCH_ENR);
@@ -788,10 +920,12 @@ time_links(struct agg_corr *c)
             goto out;
     }
     for (size_t i = 0; i < k.ni; i++)
-        if ((e = touch_req(c, k.iss_key[i])) != SW_OK)
+        if (was[i] != (k.iss[i].match >= 0) && (e = touch_req(c, k.iss_key[i])) != SW_OK)
             goto out;
     e = SW_OK;
 out:
+    free(ord);
+    free(was);
     cands_free(&k);
     tmap_free(&map);
     return e;

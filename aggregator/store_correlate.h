@@ -32,7 +32,16 @@ struct agg_corr;
 sw_err agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out);
 void agg_corr_close(struct agg_corr *c);
 
-/* Marks a device / request id dirty (from the ingest loop). */
+/*
+ * Marks a device / request id dirty (from the ingest loop), in tables of
+ * the database: marks commit with the events, and a pass may come later.
+ * batch_begin starts an ingest transaction's bookkeeping (a repeat of the
+ * last mark is skipped); batch_marked says whether it marked anything.
+ */
+void agg_corr_batch_begin(struct agg_corr *c);
+int agg_corr_batch_marked(const struct agg_corr *c);
+/* Whether marks are waiting (say, left by a crash). */
+int agg_corr_pending(struct agg_corr *c);
 sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
 sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
 

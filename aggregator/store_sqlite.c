@@ -12,11 +12,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store.h"
 #include "store_correlate.h"
 #include "sw_log.h"
 #include "sw_time.h"
+
+/*
+ * Correlation is deferred and coalesced: an ingest commits its events and
+ * the dirty marks (persistent, in the same transaction), and a pass over
+ * everything dirty runs (a) inside an ingest when the last pass is older
+ * than CORR_GAP_US and four times its own cost, (b) from the correlator
+ * thread once ingest has been quiet for CORR_IDLE_US, and (c) before any
+ * enrollment or funnel query, so an admin always reads correlated data.
+ * Under a sustained stream the passes take at most about a fifth of the
+ * writer's time, whatever the fleet's size.
+ */
+#define CORR_GAP_US (1000 * 1000)
+#define CORR_IDLE_US (100 * 1000)
 
 struct sqlite_store {
     struct agg_store base;
@@ -24,11 +38,20 @@ struct sqlite_store {
     sqlite3 *db;                /* writer */
     sqlite3_stmt *insert;
     struct agg_corr *corr;      /* correlation on the writer connection */
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;       /* the writer connection and the fields below */
+    pthread_cond_t cv;          /* wakes the correlator */
+    pthread_t corr_thread;
+    int corr_thread_started;
+    int stopping;
+    int dirty;                  /* marks wait for a pass */
+    int64_t last_ingest_us;     /* monotonic */
+    int64_t last_pass_end_us;
+    int64_t last_pass_cost_us;
 };
 
 struct sqlite_reader {
     struct agg_store_reader base;
+    struct sqlite_store *st;
     sqlite3 *db;
     sqlite3_stmt *list[32];     /* by filter shape */
     sqlite3_stmt *count;
@@ -109,12 +132,114 @@ sqlite_close(struct agg_store *base)
     struct sqlite_store *st = (struct sqlite_store *)base;
     if (!st)
         return;
+    if (st->corr_thread_started) {
+        pthread_mutex_lock(&st->lock);
+        st->stopping = 1;
+        pthread_cond_signal(&st->cv);
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->corr_thread, NULL);
+        /* what is still dirty stays marked in the database for the next start */
+    }
     sqlite3_finalize(st->insert);
     agg_corr_close(st->corr);
     sqlite3_close(st->db);
+    pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->lock);
     free(st->path);
     free(st);
+}
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One correlation pass over everything dirty; the caller holds st->lock
+ * and has a write transaction open. */
+static sw_err
+corr_pass_locked(struct sqlite_store *st)
+{
+    int64_t t0 = mono_us();
+    sw_err e = agg_corr_run(st->corr);
+    int64_t t1 = mono_us();
+
+    if (e == SW_OK) {
+        st->last_pass_cost_us = t1 - t0;
+        st->last_pass_end_us = t1;
+    }
+    return e;
+}
+
+/* A pass in a transaction of its own; the caller holds st->lock. */
+static sw_err
+corr_catch_up_locked(struct sqlite_store *st)
+{
+    char why[256];
+    sw_err e;
+
+    if (!st->dirty)
+        return SW_OK;
+    if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
+        sw_error("store: correlate: %s", why);
+        return SW_EDB;
+    }
+    e = corr_pass_locked(st);
+    if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
+        sw_error("store: correlate: commit: %s", why);
+        e = SW_EDB;
+    }
+    if (e != SW_OK)
+        exec(st->db, "ROLLBACK", why, sizeof why);
+    else
+        st->dirty = 0;
+    return e;
+}
+
+/* Readers call this first: what they read is correlated. */
+static sw_err
+corr_catch_up(struct sqlite_store *st)
+{
+    sw_err e;
+    pthread_mutex_lock(&st->lock);
+    e = corr_catch_up_locked(st);
+    pthread_mutex_unlock(&st->lock);
+    return e;
+}
+
+static void *
+correlator_main(void *arg)
+{
+    struct sqlite_store *st = arg;
+
+    pthread_mutex_lock(&st->lock);
+    while (!st->stopping) {
+        int64_t now = mono_us(), wait_us = 1000 * 1000;
+        if (st->dirty) {
+            int64_t quiet = now - st->last_ingest_us;
+            if (quiet >= CORR_IDLE_US) {
+                if (corr_catch_up_locked(st) != SW_OK)
+                    wait_us = 1000 * 1000;     /* logged; retried later */
+                else
+                    continue;
+            } else {
+                wait_us = CORR_IDLE_US - quiet;
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += wait_us / 1000000;
+        ts.tv_nsec += (wait_us % 1000000) * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&st->cv, &st->lock, &ts);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
 }
 
 static sw_err
@@ -131,6 +256,13 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     }
     st->base.ops = &agg_store_sqlite;
     pthread_mutex_init(&st->lock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&st->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     if ((e = open_conn(path, 0, &st->db, why, cap)) != SW_OK)
         goto fail;
     /* WAL: readers never block the writer; NORMAL sync is durable in WAL
@@ -149,6 +281,14 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         e = SW_EDB;
         goto fail;
     }
+    /* marks a crash left behind are worked off by the first pass */
+    st->dirty = agg_corr_pending(st->corr);
+    if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
+        snprintf(why, cap, "cannot start the correlator thread");
+        e = SW_ENOMEM;
+        goto fail;
+    }
+    st->corr_thread_started = 1;
     *out = &st->base;
     return SW_OK;
 fail:
@@ -177,6 +317,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
 
     *stored = *dups = 0;
     pthread_mutex_lock(&st->lock);
+    agg_corr_batch_begin(st->corr);
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
         sw_error("store: %s", why);
         pthread_mutex_unlock(&st->lock);
@@ -235,10 +376,17 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         if (e != SW_OK)
             break;
     }
-    if (e == SW_OK && *stored)
-        e = agg_corr_run(st->corr);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    int marked = agg_corr_batch_marked(st->corr);
+    int passed = 0;
+    int64_t now_m = mono_us();
+    if (e == SW_OK && (marked || st->dirty) &&
+        now_m - st->last_pass_end_us >= CORR_GAP_US &&
+        now_m - st->last_pass_end_us >= 4 * st->last_pass_cost_us) {
+        e = corr_pass_locked(st);
+        passed = 1;
+    }
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: commit: %s", why);
         e = SW_EDB;
@@ -246,6 +394,14 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     if (e != SW_OK) {
         exec(st->db, "ROLLBACK", why, sizeof why);
         *stored = *dups = 0;
+    } else {
+        if (passed)
+            st->dirty = 0;
+        else if (marked)
+            st->dirty = 1;
+        st->last_ingest_us = mono_us();
+        if (st->dirty)
+            pthread_cond_signal(&st->cv);
     }
     pthread_mutex_unlock(&st->lock);
     return e;
@@ -280,6 +436,7 @@ sqlite_reader_open(struct agg_store *base, struct agg_store_reader **out)
     if (!r)
         return SW_ENOMEM;
     r->base.ops = &agg_store_sqlite;
+    r->st = st;
     if (open_conn(st->path, 1, &r->db, why, sizeof why) != SW_OK) {
         sw_error("store: reader: %s", why);
         free(r);
@@ -443,6 +600,8 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
                         int *more, agg_enr_fn fn, void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
+    if (corr_catch_up(r->st) != SW_OK)
+        return SW_EDB;
     int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
                 (f->device ? 8 : 0) | (f->cert_key ? 16 : 0);
     char sql[2048];
@@ -521,6 +680,8 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
               void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
+    if (corr_catch_up(r->st) != SW_OK)
+        return SW_EDB;
     sqlite3_stmt *s = prepare_cached(r, &r->funnel,
         "SELECT e.platform, COUNT(*),"
         " SUM(e.request_us IS NOT NULL AND e.kind = 0),"
