@@ -485,9 +485,15 @@ cmd_send(int argc, char **argv)
         status = 1;
     } else {
         const struct agent_send_stats *st = agent_send_stats(sc.s);
-        fprintf(stderr, "scepwatch-agent: sent %llu events in %llu batches: %llu stored, %llu already stored\n",
+        fprintf(stderr, "scepwatch-agent: sent %llu events in %llu batches: %llu stored, %llu already stored",
                 (unsigned long long)st->events_sent, (unsigned long long)st->batches,
                 (unsigned long long)st->events_stored, (unsigned long long)st->events_duplicate);
+        if (st->events_sent && st->wire_bytes)
+            fprintf(stderr, "; %llu bytes on the wire (%.1f per event, %.1fx compressed)",
+                    (unsigned long long)st->wire_bytes,
+                    (double)st->wire_bytes / (double)st->events_sent,
+                    (double)st->raw_bytes / (double)st->wire_bytes);
+        fputc('\n', stderr);
     }
     agent_reader_fini(&r);
     agent_send_close(sc.s);

@@ -182,6 +182,7 @@ ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, 
         s->stats.events_sent += n;
         s->stats.batches++;
         s->stats.raw_bytes += len;
+        s->stats.wire_bytes += sw_rpc_client_last_request_bytes(s->client);
         return SW_OK;
     }
     return e == SW_OK ? SW_EUNAVAIL : e;

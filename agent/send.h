@@ -39,6 +39,7 @@ struct agent_send_stats {
     uint64_t batches;
     uint64_t retries;
     uint64_t raw_bytes;         /* batch bytes before compression */
+    uint64_t wire_bytes;        /* request bytes sent for acknowledged batches (last attempt) */
 };
 
 struct agent_sender;

@@ -396,6 +396,12 @@ sw_rpc_client_close(struct sw_rpc_client *c)
     free(c);
 }
 
+size_t
+sw_rpc_client_last_request_bytes(const struct sw_rpc_client *c)
+{
+    return c->req.len;
+}
+
 const char *
 sw_rpc_client_error(const struct sw_rpc_client *c)
 {

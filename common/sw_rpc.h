@@ -129,6 +129,9 @@ void sw_rpc_client_close(struct sw_rpc_client *c);
 sw_err sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload,
                    size_t len, struct sw_rpc_reply *reply);
 
+/* Bytes of the last request as sent (envelope and compressed payload). */
+size_t sw_rpc_client_last_request_bytes(const struct sw_rpc_client *c);
+
 /* Human-readable text for the last transport failure, for messages. */
 const char *sw_rpc_client_error(const struct sw_rpc_client *c);
 

@@ -15,6 +15,9 @@ Three modes:
           each file, in the shape of shared/samples, plus "_row" = the truth.csv row).
   scale   python3 tests/fleetgen.py --seed 1 --omadm-lines 1000000 --scep-ratio 0.2 --out FILE
           one big Android OMADM.log for parser throughput benchmarks.
+  bench   python3 tests/fleetgen.py --seed 1 --bench-enrollments 100000 --out DIR
+          a large Android fleet (20 enrollments a device) and its CA export, for the
+          aggregator benchmarks (deploy/bench.sh).
   check   python3 tests/fleetgen.py --check DIR --agent build/bin/scepwatch-agent [--auto]
               [--strict]
           parses every file of DIR with the manifest's flags and compares with expected/.
@@ -1919,6 +1922,139 @@ def scale(args):
           % (n, scep_lines, scep_lines / n if n else 0, events, dt, args.out), file=sys.stderr)
 
 
+# ---------------------------------------------------------------- bench mode
+
+def bench_fleet(args):
+    """A large fleet for the aggregator benchmarks: args.bench_enrollments Android enrollments
+    over a year-like span (2,740 a day: a 1M-enrollment fleet covers a year), 20 a device,
+    each in devices/<device>/OMADM.log, plus the CA's certutil export.  Four to five device
+    lines an enrollment (profile, CSR, SCEP answer, install state) and one noise line; the CA
+    row is received within 2 s of the CSR.  Outcomes: 90% installed, 3% failed, 2% pending,
+    2% waiting_user_install, 3% requested_not_issued.  Writes DIR/files.txt (every device
+    log, for `send --device-from-dir --files-from`)."""
+    t_start = time.perf_counter()
+    rng = random.Random(args.seed)
+    n = args.bench_enrollments
+    per_dev = 20
+    ndev = max(1, (n + per_dev - 1) // per_dev)
+    span = max(DAY, n * DAY // 2740)
+    t0 = parse_start(args.start)
+    acct = "fd19e485-e013-44c2-b74d-633899d2861d"
+    profiles = []
+    for i in range(3):
+        h = "%032x" % rng.getrandbits(128)
+        profiles.append("ModelName=AC_%s%%2FLogicalName_%s_%s_%s_%s_%s;Hash=%d" % (
+            acct, h[:8], h[8:12], h[12:16], h[16:20], h[20:], rng.randint(-2**31, 2**31 - 1)))
+    templates = ["IntuneSCEPUser", "IntuneSCEPDevice", "IntuneSCEPWifi"]
+    CEM = "com.microsoft.omadm.platforms.android.certmgr.CertificateEnrollmentManager"
+    ENC = "org.jscep.message.PkiMessageEncoder"
+    TX = "org.jscep.transaction.EnrollmentTransaction"
+    SM = "com.microsoft.omadm.platforms.android.certmgr.state.NativeScepCertInstallStateMachine"
+    noise = [("INFO", "com.microsoft.omadm.syncml.SyncmlSession",
+              "Received SyncML message of %d bytes, msgId %d" % (800 + 37 * i, i % 40))
+             for i in range(64)]
+    day_cache = {}
+
+    def ts(t):
+        d, r = divmod(t, DAY)
+        pre = day_cache.get(d)
+        if pre is None:
+            x = dtm(d * DAY)
+            pre = day_cache[d] = "%04d-%02d-%02dT" % (x.year, x.month, x.day)
+        sec, us = divmod(r, US)
+        return "%s%02d:%02d:%02d.%06d0" % (pre, sec // 3600, sec // 60 % 60, sec % 60, us)
+
+    outcomes = ["installed"] * 90 + ["failed"] * 3 + ["pending"] * 2 + \
+        ["waiting_user_install"] * 2 + ["requested_not_issued"] * 3
+    starts = sorted(rng.randrange(span) for _ in range(n))
+    devs = [[] for _ in range(ndev)]
+    for i, t in enumerate(starts):
+        devs[rng.randrange(ndev)].append(t0 + t)
+    ca = []             # (t_recv, t_resolved, disposition, template, cn)
+    counts = Counter()
+    files = []
+    lines_total = 0
+    for d in range(ndev):
+        name = "bench-%07d" % d
+        cn = "user%07d@contoso.com" % d
+        out = []
+        for t in devs[d]:
+            prof = rng.randrange(3)
+            key = profiles[prof]
+            kind = outcomes[rng.randrange(100)]
+            counts[kind] += 1
+            txn = "%040X" % rng.getrandbits(160)
+            t_req = t + rng.randint(500000, 3000000)
+            out.append((t, "VERB\tEvent\t%s\t8812\t12\tTrying to enroll certificate request: %s"
+                        % (CEM, key)))
+            out.append((t_req, "VERB\tEvent\t%s\t8812\t12\tEncoding message: org.jscep.message."
+                        "PkcsReq@6c3f1e2a[messageData=org.spongycastle.pkcs.PKCS10Certification"
+                        "Request@1b7d9e40,messageType=PKCS_REQ,senderNonce=Nonce [8C1F0E4D2B6A49F3"
+                        "A7D5C3B1E9F70264],transId=%s]" % (ENC, txn)))
+            out.append((t_req + 1000, "%s\tEvent\t%s\t8812\t3\t%s" % noise[rng.randrange(64)]))
+            if kind == "requested_not_issued":
+                continue
+            t_recv = t_req + rng.randint(100000, 2000000)
+            t_ans = t_recv + rng.randint(100000, 1000000)
+            st = {"failed": "FAILURE", "pending": "PENDING"}.get(kind, "SUCCESS")
+            disp = {"failed": "31 -- Denied", "pending": "9 -- Pending"}.get(kind, "20 -- Issued")
+            ca.append((t_recv, t_ans, disp, templates[prof], cn))
+            out.append((t_ans, "VERB\tEvent\t%s\t8812\t12\tResponse: org.jscep.message.CertRep@"
+                        "5e2b8f17[failInfo=%s,pkiStatus=%s,recipientNonce=Nonce [8C1F0E4D2B6A49F3A7"
+                        "D5C3B1E9F70264],messageData=<null>,messageType=CERT_REP,senderNonce=Nonce "
+                        "[31A7C9E05B2D4F6881E3A5C7092B4D6F],transId=%s]"
+                        % (TX, "badRequest" if st == "FAILURE" else "<null>", st, txn)))
+            if st != "SUCCESS":
+                continue
+            t_inst = t_ans + rng.randint(2000000, 10000000)
+            if kind == "waiting_user_install":
+                x, y = "CERT_ENROLLED", "CERT_INSTALL_REQUESTED"
+            else:
+                x, y = "CERT_ACCESS_REQUESTED", "CERT_ACCESS_GRANTED"
+            out.append((t_inst, "INFO\tEvent\t%s\t8812\t14\tSCEP cert '%s' state changed from "
+                        "%s to %s" % (SM, key, x, y)))
+        out.sort()
+        path = os.path.join(args.out, "devices", name)
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "OMADM.log"), "w", encoding="utf-8", newline="\n") as f:
+            f.write("".join("%s\t%s\n" % (ts(t), body) for t, body in out))
+        lines_total += len(out)
+        files.append(os.path.join(args.out, "devices", name, "OMADM.log"))
+    # the CA: request ids in order of receipt
+    ca.sort()
+    buf = [",".join('"%s"' % h for h in CERTUTIL_HEADER)]
+
+    def q(v):
+        return "EMPTY" if v is None else '"%s"' % v
+    for i, (t_recv, t_res, disp, tpl, cn) in enumerate(ca):
+        rid = 1000 + i
+        if disp.startswith("20"):
+            serial = "%038x" % rng.getrandbits(152)
+            thumb = " ".join("%02x" % rng.getrandbits(8) for _ in range(20))
+            row = [str(rid), NDES_SVC, en_us(t_recv), en_us(t_res), disp, "Issued", STATUS_OK,
+                   serial, thumb, tpl, cn, "CN=" + cn, en_us(t_res - 10 * MIN),
+                   en_us(t_res + 365 * DAY), None]
+        elif disp.startswith("31"):
+            row = [str(rid), NDES_SVC, en_us(t_recv), en_us(t_res), disp,
+                   "Denied by CONTOSO\\pkiadmin", "0x80094014", None, None, tpl, None, None,
+                   None, None, None]
+        else:
+            row = [str(rid), NDES_SVC, en_us(t_recv), None, disp, "Taken Under Submission",
+                   STATUS_OK, None, None, tpl, None, None, None, None, None]
+        buf.append(",".join(q(v) for v in row))
+    buf.append("\n%d Rows\nCertUtil: -view command completed successfully.\n" % len(ca))
+    os.makedirs(os.path.join(args.out, "server"), exist_ok=True)
+    with open(os.path.join(args.out, "server", "certutil-view.csv"), "w", encoding="utf-8",
+              newline="\n") as f:
+        f.write("\n".join(buf))
+    with open(os.path.join(args.out, "files.txt"), "w") as f:
+        f.write("".join(x + "\n" for x in files))
+    print("fleetgen bench: %d enrollments on %d devices over %.0f days, %d device lines, %d CA "
+          "rows; %s; %.1f s -> %s" % (n, ndev, span / DAY, lines_total, len(ca),
+                                      ", ".join("%s %d" % kv for kv in sorted(counts.items())),
+                                      time.perf_counter() - t_start, args.out), file=sys.stderr)
+
+
 # ---------------------------------------------------------------- check mode
 
 CHECK_KEYS = ("source", "platform", "stage", "ts", "cert", "profile", "txn", "thumbprint",
@@ -2218,6 +2354,8 @@ def main(argv=None):
                     help="generate with the arguments recorded in DIR/manifest.json")
     ap.add_argument("--omadm-lines", type=int, help="scale mode: lines of one OMADM.log")
     ap.add_argument("--scep-ratio", type=float, default=0.2)
+    ap.add_argument("--bench-enrollments", type=int,
+                    help="bench mode: this many Android enrollments over a year-like span")
     ap.add_argument("--check", metavar="DIR", help="check mode: parse DIR with --agent")
     ap.add_argument("--agent", default="build/bin/scepwatch-agent")
     ap.add_argument("--auto", action="store_true",
@@ -2249,6 +2387,11 @@ def main(argv=None):
         return check(a)
     if not a.out:
         ap.error("--out is required")
+    if a.bench_enrollments is not None:
+        if a.bench_enrollments < 1:
+            ap.error("--bench-enrollments must be >= 1")
+        bench_fleet(a)
+        return 0
     if a.omadm_lines is not None:
         if not 0 <= a.scep_ratio <= 1:
             ap.error("--scep-ratio must be in [0, 1]")
