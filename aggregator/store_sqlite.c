@@ -47,6 +47,7 @@ struct sqlite_store {
     int64_t last_ingest_us;     /* monotonic */
     int64_t last_pass_end_us;
     int64_t last_pass_cost_us;
+    uint64_t passes, pass_us;   /* for the log */
 };
 
 struct sqlite_reader {
@@ -63,7 +64,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);\n"
     "CREATE TABLE IF NOT EXISTS events(\n"
     "  id INTEGER PRIMARY KEY,\n"
-    "  ident BLOB NOT NULL UNIQUE,   -- sw_event_identity: device + content hash\n"
+    "  ident BLOB NOT NULL UNIQUE,   -- sw_event_identity: device hash, time, content hash\n"
     "  device TEXT,\n"
     "  source INTEGER NOT NULL,\n"
     "  platform INTEGER NOT NULL,\n"
@@ -140,6 +141,9 @@ sqlite_close(struct agg_store *base)
         pthread_cond_signal(&st->cv);
         pthread_mutex_unlock(&st->lock);
         pthread_join(st->corr_thread, NULL);
+        if (st->passes)
+            sw_info("correlation: %llu passes, %.1f s in all", (unsigned long long)st->passes,
+                    (double)st->pass_us / 1e6);
         /* what is still dirty stays marked in the database for the next start */
     }
     sqlite3_finalize(st->insert);
@@ -171,6 +175,10 @@ corr_pass_locked(struct sqlite_store *st)
     if (e == SW_OK) {
         st->last_pass_cost_us = t1 - t0;
         st->last_pass_end_us = t1;
+        st->passes++;
+        st->pass_us += (uint64_t)(t1 - t0);
+        sw_debug("correlation pass %llu: %.1f ms", (unsigned long long)st->passes,
+                 (double)(t1 - t0) / 1000);
     }
     return e;
 }
@@ -344,11 +352,11 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     }
     for (size_t i = 0; i < n; i++) {
         const struct sw_event *ev = &evs[i];
-        unsigned char ident[16];
+        unsigned char ident[SW_EVENT_IDENT_LEN];
 
         sw_event_identity(ev, ident);
         sqlite3_reset(s);
-        sqlite3_bind_blob(s, 1, ident, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(s, 1, ident, SW_EVENT_IDENT_LEN, SQLITE_TRANSIENT);
         bind_slice(s, 2, ev->device);
         sqlite3_bind_int(s, 3, ev->source);
         sqlite3_bind_int(s, 4, ev->platform);

@@ -80,7 +80,7 @@ feed(XXH3_state_t *st, unsigned char tag, const void *p, size_t n)
 }
 
 void
-sw_event_identity(const struct sw_event *ev, unsigned char out[16])
+sw_event_identity(const struct sw_event *ev, unsigned char out[SW_EVENT_IDENT_LEN])
 {
     XXH3_state_t st;
     uint32_t v[4] = { (uint32_t)ev->source, (uint32_t)ev->platform,
@@ -97,5 +97,12 @@ sw_event_identity(const struct sw_event *ev, unsigned char out[16])
     XXH128_hash_t h = XXH3_128bits_digest(&st);
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);
-    memcpy(out, c.digest, 16);
+
+    uint32_t dh = (uint32_t)XXH3_64bits(ev->device.ptr, ev->device.len);
+    uint64_t t = (uint64_t)ev->ts_us ^ (UINT64_C(1) << 63);   /* signed order as bytes */
+    for (int i = 0; i < 4; i++)
+        out[i] = (unsigned char)(dh >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        out[4 + i] = (unsigned char)(t >> (56 - 8 * i));
+    memcpy(out + 12, c.digest, 12);
 }

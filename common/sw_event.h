@@ -121,9 +121,14 @@ uint32_t sw_line_hash(const void *line, size_t len);
 /*
  * The event's identity (DESIGN): device plus a hash of its content
  * (source, stage, time, keys, detail and the raw line's hash), not where
- * it was read.  Writes 16 bytes to out.
+ * it was read.  Laid out to keep the store's unique index local: 4 bytes
+ * of the device's hash, the time (8 bytes, big-endian, order-preserving),
+ * then 12 bytes of the content hash, so a batch holding runs of a few
+ * devices' events inserts into a few neighbouring index pages, not one
+ * random page an event.
  */
-void sw_event_identity(const struct sw_event *ev, unsigned char out[16]);
+#define SW_EVENT_IDENT_LEN 24
+void sw_event_identity(const struct sw_event *ev, unsigned char out[SW_EVENT_IDENT_LEN]);
 
 static inline struct sw_slice
 sw_slice_cstr(const char *s)

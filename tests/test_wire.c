@@ -170,7 +170,7 @@ static void
 test_identity(void **state)
 {
     struct sw_event a = full_event(), b = full_event();
-    unsigned char ia[16], ib[16];
+    unsigned char ia[SW_EVENT_IDENT_LEN], ib[SW_EVENT_IDENT_LEN];
 
     (void)state;
     /* where it was read does not matter */
@@ -179,15 +179,15 @@ test_identity(void **state)
     b.host = sw_slice_cstr("other-host");
     sw_event_identity(&a, ia);
     sw_event_identity(&b, ib);
-    assert_memory_equal(ia, ib, 16);
+    assert_memory_equal(ia, ib, SW_EVENT_IDENT_LEN);
     /* content does */
     b.line_hash ^= 1;
     sw_event_identity(&b, ib);
-    assert_memory_not_equal(ia, ib, 16);
+    assert_memory_not_equal(ia, ib, SW_EVENT_IDENT_LEN);
     b = full_event();
     b.device = sw_slice_cstr("DESKTOP-2.contoso.com");
     sw_event_identity(&b, ib);
-    assert_memory_not_equal(ia, ib, 16);
+    assert_memory_not_equal(ia, ib, SW_EVENT_IDENT_LEN);
     /* field boundaries are part of the hash */
     b = full_event();
     a.txn = sw_slice_cstr("AB");
@@ -196,7 +196,7 @@ test_identity(void **state)
     b.thumbprint = sw_slice_cstr("BC");
     sw_event_identity(&a, ia);
     sw_event_identity(&b, ib);
-    assert_memory_not_equal(ia, ib, 16);
+    assert_memory_not_equal(ia, ib, SW_EVENT_IDENT_LEN);
 }
 
 int

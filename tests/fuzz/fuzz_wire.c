@@ -20,7 +20,7 @@ try_batch(const void *p, size_t n)
     if (sw_wire_decode_batch(p, n, 8u << 20, &d, why, sizeof why) == SW_OK) {
         for (size_t i = 0; i < d.count; i++) {
             struct sw_event ev;
-            unsigned char id[16];
+            unsigned char id[SW_EVENT_IDENT_LEN];
             sw_wire_decoded_event(&d, i, &ev);
             sw_event_identity(&ev, id);
         }
