@@ -41,10 +41,20 @@ const char agg_corr_schema[] =
     "  request_id TEXT,                  -- the linked issuance\n"
     "  link INTEGER NOT NULL DEFAULT 0,  -- enum agg_link\n"
     "  status INTEGER NOT NULL DEFAULT 0,-- enum agg_status\n"
-    "  since_us INTEGER);                -- in this status since\n"
+    "  since_us INTEGER,                 -- in this status since\n"
+    "  ca_issued INTEGER NOT NULL DEFAULT 0, -- its CA request was issued (for the funnel)\n"
+    "  -- the report's view of the row and its issuance, kept by each status refresh so a\n"
+    "  -- report reads one table in order instead of joining a random issuance a row\n"
+    "  rep_stage INTEGER, rep_last_us INTEGER, rep_issued_us INTEGER, rep_serial TEXT,\n"
+    "  rep_thumbprint TEXT, rep_txn TEXT, rep_detail TEXT, rep_subject TEXT, rep_template TEXT);\n"
     "CREATE INDEX IF NOT EXISTS enr_device ON enrollments(device);\n"
     "CREATE INDEX IF NOT EXISTS enr_req ON enrollments(request_id);\n"
     "CREATE INDEX IF NOT EXISTS enr_status ON enrollments(status, since_us);\n"
+    "-- stuck pages through the open rows only\n"
+    "CREATE INDEX IF NOT EXISTS enr_open ON enrollments(rowkey) WHERE status NOT IN (1, 2);\n"
+    "-- the funnel reads this index alone, not the wide rows\n"
+    "CREATE INDEX IF NOT EXISTS enr_funnel ON enrollments(platform, status, since_us, kind,\n"
+    "  request_us, device_issued_us, ca_issued);\n"
     "CREATE INDEX IF NOT EXISTS enr_thumb ON enrollments(thumbprint);\n"
     "CREATE INDEX IF NOT EXISTS enr_txn ON enrollments(txn);\n"
     "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial);\n"
@@ -60,6 +70,51 @@ const char agg_corr_schema[] =
     "-- what the next correlation pass must revisit; committed with the events\n"
     "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
     "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n";
+
+/*
+ * The derived tables' version: a database whose derived tables are older
+ * (or absent) has them dropped and rebuilt from its events by the next
+ * pass, so a change of derivation needs no migration code.
+ */
+#define AGG_CORR_VERSION "3"
+
+sw_err
+agg_corr_prepare_schema(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int current = 0;
+    char *err = NULL;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'corr_version'", -1, &s,
+                           NULL) != SQLITE_OK) {
+        sw_error("correlate: %s", sqlite3_errmsg(db));
+        return SW_EDB;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        current = strcmp((const char *)sqlite3_column_text(s, 0), AGG_CORR_VERSION) == 0;
+    sqlite3_finalize(s);
+    if (!current &&
+        sqlite3_exec(db,
+                     "DROP TABLE IF EXISTS enrollments; DROP TABLE IF EXISTS issuances;"
+                     " DROP TABLE IF EXISTS profile_templates;", NULL, NULL, &err) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_exec(db, agg_corr_schema, NULL, NULL, &err) != SQLITE_OK)
+        goto fail;
+    if (!current &&
+        sqlite3_exec(db,
+                     "INSERT OR IGNORE INTO dirty_dev(device) SELECT DISTINCT ifnull(device, '')"
+                     " FROM events WHERE cert = 1 AND platform IN (1, 2, 3);"
+                     "INSERT OR IGNORE INTO dirty_req(request_id) SELECT DISTINCT request_id"
+                     " FROM events WHERE request_id IS NOT NULL AND platform = 4;"
+                     "INSERT OR REPLACE INTO meta(key, value) VALUES('corr_version', '"
+                     AGG_CORR_VERSION "');", NULL, NULL, &err) != SQLITE_OK)
+        goto fail;
+    return SW_OK;
+fail:
+    sw_error("correlate: schema: %s", err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    return SW_EDB;
+}
 
 static const char temp_schema[] =
     "CREATE TEMP TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
@@ -117,16 +172,21 @@ static const char *const sql[S_COUNT] = {
     [S_ISS_ROW] = "SELECT request_id, state, recv_lo, recv_hi, issued_lo, issued_hi, last_us,"
                   " serial, thumbprint, txn, subject, template, detail FROM issuances"
                   " WHERE request_id = ?1",
-    [S_SET_STATUS] = "UPDATE enrollments SET status = ?2, since_us = ?3 WHERE id = ?1",
+    [S_SET_STATUS] = "UPDATE enrollments SET status = ?2, since_us = ?3, ca_issued = ?4,"
+                     " rep_stage = ?5, rep_last_us = ?6, rep_issued_us = ?7, rep_serial = ?8,"
+                     " rep_thumbprint = ?9, rep_txn = ?10, rep_detail = ?11, rep_subject = ?12,"
+                     " rep_template = ?13 WHERE id = ?1",
     [S_TOUCHED_REQ_LIST] = "SELECT request_id FROM touched_req ORDER BY request_id",
     [S_REQ_LINKED] = "SELECT 1 FROM enrollments WHERE kind = 0 AND request_id = ?1 LIMIT 1",
     [S_DEL_CA_ROW] = "DELETE FROM enrollments WHERE kind = 1 AND request_id = ?1",
     [S_PUT_CA_ROW] = "INSERT OR REPLACE INTO enrollments(rowkey, kind, device, platform, seq,"
                      " profile, first_us, request_us, device_issued_us, installed_us, last_us,"
                      " last_stage, pending, failed, install_state, txn, thumbprint, serial,"
-                     " detail, request_id, link, status, since_us)"
+                     " detail, request_id, link, status, since_us, ca_issued, rep_stage,"
+                     " rep_last_us, rep_issued_us, rep_serial, rep_thumbprint, rep_txn,"
+                     " rep_detail, rep_subject, rep_template)"
                      " VALUES(?1, 1, NULL, 4, 0, NULL, ?2, ?2, NULL, NULL, ?3, ?4, 0, 0, 0, ?5,"
-                     " ?6, ?7, ?8, ?9, 0, ?10, ?11)",
+                     " ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12, ?4, ?3, ?13, ?7, ?6, ?5, ?8, ?14, ?15)",
     [S_LEARN] = "INSERT OR IGNORE INTO profile_templates(profile, template)"
                 " SELECT e.profile, i.template FROM enrollments e"
                 " JOIN issuances i ON i.request_id = e.request_id"
@@ -969,6 +1029,12 @@ load_issuance(struct agg_corr *c, const char *rid, struct agg_issuance *iss)
     return found;
 }
 
+static int
+ca_issued_state(enum sw_stage s)
+{
+    return s == SW_STAGE_CA_ISSUED || s == SW_STAGE_CA_REVOKED;
+}
+
 static sw_err
 refresh_enrollment(struct agg_corr *c, int64_t id)
 {
@@ -998,16 +1064,31 @@ refresh_enrollment(struct agg_corr *c, int64_t id)
     e.pending = sqlite3_column_int(s, 10);
     e.failed = sqlite3_column_int(s, 11);
     e.install_state = (enum sw_stage)sqlite3_column_int(s, 12);
+    col_copy(s, 13, e.txn, sizeof e.txn);
+    col_copy(s, 14, e.thumbprint, sizeof e.thumbprint);
+    col_copy(s, 15, e.serial, sizeof e.serial);
     col_copy(s, 16, e.detail, sizeof e.detail);
     col_copy(s, 17, rid, sizeof rid);
     sqlite3_reset(s);
     if (rid[0])
         has_iss = load_issuance(c, rid, &iss);
     enum agg_status st = agg_enrollment_status(&e, has_iss ? &iss : NULL, &since);
+    const struct agg_issuance *i = has_iss ? &iss : NULL;
     s = stmt(c, S_SET_STATUS);
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int(s, 2, st);
     bind_time(s, 3, since);
+    sqlite3_bind_int(s, 4, i && ca_issued_state(i->state));
+    /* what the report shows: the later of the device's and the CA's news */
+    sqlite3_bind_int(s, 5, i && i->last_us > e.last_us ? (int)i->state : (int)e.last_stage);
+    sqlite3_bind_int64(s, 6, i && i->last_us > e.last_us ? i->last_us : e.last_us);
+    bind_time(s, 7, i && i->issued_lo ? i->issued_lo : e.device_issued_us);
+    bind_text_or_null(s, 8, i && i->serial[0] ? i->serial : e.serial);
+    bind_text_or_null(s, 9, i && i->thumbprint[0] ? i->thumbprint : e.thumbprint);
+    bind_text_or_null(s, 10, e.txn[0] || !i ? e.txn : i->txn);
+    bind_text_or_null(s, 11, e.detail[0] || !i ? e.detail : i->detail);
+    bind_text_or_null(s, 12, i ? i->subject : NULL);
+    bind_text_or_null(s, 13, i ? i->template_name : NULL);
     return step_done(c, s, "set status");
 }
 
@@ -1046,6 +1127,10 @@ refresh_request(struct agg_corr *c, const char *rid)
     sqlite3_bind_text(s, 9, rid, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(s, 10, st);
     bind_time(s, 11, since);
+    sqlite3_bind_int(s, 12, ca_issued_state(iss.state));
+    bind_time(s, 13, iss.issued_lo);
+    bind_text_or_null(s, 14, iss.subject);
+    bind_text_or_null(s, 15, iss.template_name);
     return step_done(c, s, "put CA row");
 }
 

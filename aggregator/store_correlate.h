@@ -23,8 +23,15 @@
 
 #include "sw_err.h"
 
-/* Schema of the correlation tables (run at open). */
+/* Schema of the correlation tables. */
 extern const char agg_corr_schema[];
+
+/*
+ * Creates the correlation tables, or drops and recreates them (marking
+ * every device and request dirty) when they are of an older derivation.
+ * Run at open, inside a transaction, after the events schema.
+ */
+sw_err agg_corr_prepare_schema(sqlite3 *db);
 
 struct agg_corr;
 

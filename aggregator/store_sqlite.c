@@ -60,6 +60,9 @@ struct sqlite_reader {
     sqlite3_stmt *funnel;
 };
 
+/* 2: 24-byte identities (sw_event_identity), which 1's 16-byte ones cannot dedupe against */
+#define SCHEMA_VERSION "2"
+
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);\n"
     "CREATE TABLE IF NOT EXISTS events(\n"
@@ -79,7 +82,7 @@ static const char schema[] =
     ");\n"
     "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_us);\n"
     "CREATE INDEX IF NOT EXISTS events_device_ts ON events(device, ts_us);\n"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');\n";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');\n";
 
 static const char insert_sql[] =
     "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, profile, txn,"
@@ -127,6 +130,31 @@ exec(sqlite3 *db, const char *sql, char *why, size_t cap)
         return SW_EDB;
     }
     return SW_OK;
+}
+
+/* An events table of another layout is refused, not silently mixed with. */
+static sw_err
+check_version(sqlite3 *db, char *why, size_t cap)
+{
+    sqlite3_stmt *s;
+    sw_err e = SW_OK;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &s,
+                           NULL) != SQLITE_OK) {
+        set_why(why, cap, db, "schema version");
+        return SW_EDB;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(s, 0);
+        if (!v || strcmp(v, SCHEMA_VERSION) != 0) {
+            snprintf(why, cap, "the database has schema version %s; this aggregator writes "
+                     "version " SCHEMA_VERSION ": give a new --db and send the logs again",
+                     v ? v : "?");
+            e = SW_EDB;
+        }
+    }
+    sqlite3_finalize(s);
+    return e;
 }
 
 static void
@@ -263,6 +291,9 @@ static sw_err
 sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    if (cap)
+        *why = '\0';
     struct sqlite_store *st = calloc(1, sizeof *st);
     sw_err e;
 
@@ -296,9 +327,18 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
                           "PRAGMA foreign_keys=ON; PRAGMA cache_size=-131072;"
                           "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=8192;"
                           "PRAGMA temp_store=MEMORY;", why, cap)) != SW_OK ||
-        (e = exec(st->db, schema, why, cap)) != SW_OK ||
-        (e = exec(st->db, agg_corr_schema, why, cap)) != SW_OK)
+        (e = exec(st->db, "BEGIN IMMEDIATE", why, cap)) != SW_OK)
         goto fail;
+    if ((e = exec(st->db, schema, why, cap)) != SW_OK ||
+        (e = check_version(st->db, why, cap)) != SW_OK ||
+        (e = agg_corr_prepare_schema(st->db)) != SW_OK ||
+        (e = exec(st->db, "COMMIT", why, cap)) != SW_OK) {
+        char ignore[256];
+        if (!*why)
+            set_why(why, cap, st->db, "schema");
+        exec(st->db, "ROLLBACK", ignore, sizeof ignore);
+        goto fail;
+    }
     if ((e = agg_corr_open(st->db, AGG_LINK_WINDOW_US, &st->corr)) != SW_OK) {
         set_why(why, cap, st->db, "correlation");
         goto fail;
@@ -592,13 +632,12 @@ sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
  * what the device never logged (serial, thumbprint, CA issue time), and the
  * later of the two as the last stage.
  */
+/* The report columns the status refresh keeps on the row (store_correlate.c). */
 #define ENR_COLS                                                                        \
-    "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us,"                  \
-    " CASE WHEN i.last_us > e.last_us THEN i.state ELSE e.last_stage END,"              \
-    " MAX(e.last_us, COALESCE(i.last_us, 0)), e.first_us, COALESCE(e.request_us, e.first_us),"\
-    " COALESCE(i.issued_lo, e.device_issued_us), e.installed_us, e.request_id,"         \
-    " COALESCE(i.serial, e.serial), COALESCE(i.thumbprint, e.thumbprint),"              \
-    " COALESCE(e.txn, i.txn), COALESCE(e.detail, i.detail), i.subject, i.template, e.link"
+    "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us, e.rep_stage,"     \
+    " e.rep_last_us, e.first_us, COALESCE(e.request_us, e.first_us), e.rep_issued_us,"  \
+    " e.installed_us, e.request_id, e.rep_serial, e.rep_thumbprint, e.rep_txn,"         \
+    " e.rep_detail, e.rep_subject, e.rep_template, e.link"
 
 /* ?1 as_of; ?2..?9 the thresholds of statuses 2..9 (status n uses ?n). */
 #define STUCK_EXPR                                                                      \
@@ -637,9 +676,10 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
     int rc;
 
     snprintf(sql, sizeof sql,
-             "SELECT " ENR_COLS ", " STUCK_EXPR " FROM enrollments e"
-             " LEFT JOIN issuances i ON i.request_id = e.request_id"
+             "SELECT " ENR_COLS ", " STUCK_EXPR " FROM enrollments e%s"
              " WHERE e.rowkey > ?10%s%s%s%s%s ORDER BY e.rowkey LIMIT ?11",
+             /* only a search by certificate key looks at the issuance itself */
+             (shape & 16) ? " LEFT JOIN issuances i ON i.request_id = e.request_id" : "",
              (shape & 1) ? " AND " STUCK_EXPR : "",
              (shape & 2) ? " AND ((1 << e.status) & ?12) != 0" : "",
              (shape & 4) ? " AND e.platform = ?13" : "",
@@ -712,12 +752,12 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
     sqlite3_stmt *s = prepare_cached(r, &r->funnel,
         "SELECT e.platform, COUNT(*),"
         " SUM(e.request_us IS NOT NULL AND e.kind = 0),"
-        " SUM(i.state IN (23, 25) OR e.device_issued_us IS NOT NULL),"
+        " SUM(e.ca_issued OR e.device_issued_us IS NOT NULL),"
         " SUM(e.device_issued_us IS NOT NULL),"
         " SUM(e.status = 1),"
         " SUM(" STUCK_EXPR "),"
         " SUM(e.status = 2)"
-        " FROM enrollments e LEFT JOIN issuances i ON i.request_id = e.request_id"
+        " FROM enrollments e INDEXED BY enr_funnel"
         " GROUP BY e.platform ORDER BY e.platform");
     int rc;
 

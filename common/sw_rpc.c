@@ -121,8 +121,16 @@ pack_into(const ProtobufCMessage *m, struct sw_buf *out)
     return SW_OK;
 }
 
+/*
+ * zstd levels: an agent's batch crosses the network once and is worth
+ * squeezing; a reply page (a report of a million rows) is made while the
+ * admin waits, so speed wins.
+ */
+#define SW_RPC_LEVEL_REQUEST 3
+#define SW_RPC_LEVEL_REPLY 1
+
 static sw_err
-maybe_compress(void *cctx, const void *payload, size_t len, struct sw_buf *tmp,
+maybe_compress(void *cctx, const void *payload, size_t len, int level, struct sw_buf *tmp,
                ProtobufCBinaryData *bd, Scepwatch__Compression *comp, uint64_t *raw)
 {
     *raw = len;
@@ -130,7 +138,7 @@ maybe_compress(void *cctx, const void *payload, size_t len, struct sw_buf *tmp,
     bd->data = (uint8_t *)payload;
     bd->len = len;
     if (cctx && len >= SW_RPC_COMPRESS_MIN) {
-        sw_err e = sw_zstd_compress(cctx, payload, len, 3, tmp);
+        sw_err e = sw_zstd_compress(cctx, payload, len, level, tmp);
         if (e != SW_OK)
             return e;
         if (tmp->len < len) {
@@ -158,7 +166,8 @@ sw_rpc_encode_request(void *cctx, const char *method, uint64_t request_id,
     rq.has_deadline_ms = deadline_ms != 0;
     rq.deadline_ms = deadline_ms;
     rq.has_compression = rq.has_raw_size = rq.has_payload = 1;
-    e = maybe_compress(cctx, payload, len, &tmp, &rq.payload, &rq.compression, &rq.raw_size);
+    e = maybe_compress(cctx, payload, len, SW_RPC_LEVEL_REQUEST, &tmp, &rq.payload,
+                       &rq.compression, &rq.raw_size);
     if (e == SW_OK)
         e = pack_into(&rq.base, out);
     sw_buf_fini(&tmp);
@@ -180,7 +189,8 @@ sw_rpc_encode_reply(void *cctx, uint64_t request_id, int status, const char *mes
     rp.status = (Scepwatch__StatusCode)status;
     rp.message = message && *message ? (char *)message : NULL;
     rp.has_compression = rp.has_raw_size = rp.has_payload = 1;
-    e = maybe_compress(cctx, payload, len, &tmp, &rp.payload, &rp.compression, &rp.raw_size);
+    e = maybe_compress(cctx, payload, len, SW_RPC_LEVEL_REPLY, &tmp, &rp.payload,
+                       &rp.compression, &rp.raw_size);
     if (e == SW_OK)
         e = pack_into(&rp.base, out);
     sw_buf_fini(&tmp);
