@@ -390,6 +390,8 @@ handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, ch
     rp.rows = ptrs;
     rp.has_as_of_us = 1;
     rp.as_of_us = pol.as_of_us;
+    if ((rp.correlation_backlog = rd->ops->backlog(rd)) != 0)
+        rp.has_correlation_backlog = 1;
     if (more) {
         rp.has_next_cursor = 1;
         rp.next_cursor.data = (uint8_t *)acc.last_key;
@@ -456,6 +458,8 @@ handle_summary(struct worker *w, const unsigned char *req, size_t n, char *msg, 
         rp.rows = acc.ptrs;
         rp.has_as_of_us = 1;
         rp.as_of_us = pol.as_of_us;
+        if ((rp.correlation_backlog = rd->ops->backlog(rd)) != 0)
+            rp.has_correlation_backlog = 1;
         if (pack_msg(&rp.base, &w->payload) != SW_OK)
             status = SW_STATUS_RESOURCE_EXHAUSTED;
     }

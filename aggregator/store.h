@@ -111,6 +111,11 @@ struct agg_store_ops {
     sw_err (*funnel)(struct agg_store_reader *r, const struct agg_policy *pol,
                      agg_funnel_fn fn, void *arg);
     sw_err (*count_events)(struct agg_store_reader *r, uint64_t *n);
+    /*
+     * Correlation work still waiting when the last list_enrollments (first
+     * page) or funnel gave up waiting for it: 0 = that answer was current.
+     */
+    uint64_t (*backlog)(struct agg_store_reader *r);
 };
 
 extern const struct agg_store_ops agg_store_sqlite;

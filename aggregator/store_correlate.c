@@ -69,7 +69,13 @@ const char agg_corr_schema[] =
     "DROP INDEX IF EXISTS events_device_cert_ts;\n"
     "-- what the next correlation pass must revisit; committed with the events\n"
     "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
-    "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n";
+    "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n"
+    "-- rebuilt rows whose links are to be re-decided, then rows whose status is to be\n"
+    "-- refreshed: the pass runs in steps, each its own transaction, and resumes after a crash\n"
+    "CREATE TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
+    "CREATE TABLE IF NOT EXISTS touched_req(request_id TEXT PRIMARY KEY);\n"
+    "CREATE TABLE IF NOT EXISTS refresh_enr(id INTEGER PRIMARY KEY);\n"
+    "CREATE TABLE IF NOT EXISTS refresh_req(request_id TEXT PRIMARY KEY);\n";
 
 /*
  * The derived tables' version: a database whose derived tables are older
@@ -102,6 +108,8 @@ agg_corr_prepare_schema(sqlite3 *db)
         goto fail;
     if (!current &&
         sqlite3_exec(db,
+                     "DELETE FROM touched_enr; DELETE FROM touched_req;"
+                     " DELETE FROM refresh_enr; DELETE FROM refresh_req;"
                      "INSERT OR IGNORE INTO dirty_dev(device) SELECT DISTINCT ifnull(device, '')"
                      " FROM events WHERE cert = 1 AND platform IN (1, 2, 3);"
                      "INSERT OR IGNORE INTO dirty_req(request_id) SELECT DISTINCT request_id"
@@ -116,22 +124,33 @@ fail:
     return SW_EDB;
 }
 
-static const char temp_schema[] =
-    "CREATE TEMP TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
-    "CREATE TEMP TABLE IF NOT EXISTS touched_req(request_id TEXT PRIMARY KEY);\n";
 
 enum {
     S_MARK_DEV, S_MARK_REQ, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
     S_DEV_EVENTS_NULL, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
-    S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_TOUCHED_ENR_LIST, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
-    S_TOUCHED_REQ_LIST, S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP, S_COUNT
+    S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
+    S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
+    S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
+    S_REFRESH_REQ_DONE, S_WORK, S_BACKLOG, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
     [S_MARK_DEV] = "INSERT OR IGNORE INTO dirty_dev(device) VALUES(?1)",
     [S_MARK_REQ] = "INSERT OR IGNORE INTO dirty_req(request_id) VALUES(?1)",
-    [S_DEV_LIST] = "SELECT device FROM dirty_dev ORDER BY device",
-    [S_REQ_LIST] = "SELECT request_id FROM dirty_req ORDER BY request_id",
+    [S_DEV_LIST] = "SELECT device FROM dirty_dev ORDER BY device LIMIT ?1",
+    [S_REQ_LIST] = "SELECT request_id FROM dirty_req ORDER BY request_id LIMIT ?1",
+    [S_DEV_DONE] = "DELETE FROM dirty_dev WHERE device <= ?1",
+    [S_REQ_DONE] = "DELETE FROM dirty_req WHERE request_id <= ?1",
+    [S_REFRESH_ENR_LIST] = "SELECT id FROM refresh_enr ORDER BY id LIMIT ?1",
+    [S_REFRESH_ENR_DONE] = "DELETE FROM refresh_enr WHERE id <= ?1",
+    [S_REFRESH_REQ_LIST] = "SELECT request_id FROM refresh_req ORDER BY request_id LIMIT ?1",
+    [S_REFRESH_REQ_DONE] = "DELETE FROM refresh_req WHERE request_id <= ?1",
+    [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev), EXISTS(SELECT 1 FROM dirty_req),"
+               " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
+               " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req)",
+    [S_BACKLOG] = "SELECT (SELECT COUNT(*) FROM dirty_dev) + (SELECT COUNT(*) FROM dirty_req) +"
+                  " (SELECT COUNT(*) FROM touched_enr) + (SELECT COUNT(*) FROM touched_req) +"
+                  " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req)",
     [S_OLD_ENR] = "SELECT request_id, request_us, device_issued_us FROM enrollments"
                   " WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
@@ -165,7 +184,6 @@ static const char *const sql[S_COUNT] = {
                    " i.issued_lo BETWEEN ?1 AND ?2) AND NOT EXISTS (SELECT 1 FROM enrollments e"
                    " WHERE e.request_id = i.request_id AND e.link IN (1, 2, 3))",
     [S_SET_LINK] = "UPDATE enrollments SET request_id = ?2, link = ?3 WHERE id = ?1",
-    [S_TOUCHED_ENR_LIST] = "SELECT id FROM touched_enr ORDER BY id",
     [S_ENR_ROW] = "SELECT device, platform, seq, profile, first_us, request_us, device_issued_us,"
                   " installed_us, last_us, last_stage, pending, failed, install_state, txn,"
                   " thumbprint, serial, detail, request_id FROM enrollments WHERE id = ?1",
@@ -176,7 +194,6 @@ static const char *const sql[S_COUNT] = {
                      " rep_stage = ?5, rep_last_us = ?6, rep_issued_us = ?7, rep_serial = ?8,"
                      " rep_thumbprint = ?9, rep_txn = ?10, rep_detail = ?11, rep_subject = ?12,"
                      " rep_template = ?13 WHERE id = ?1",
-    [S_TOUCHED_REQ_LIST] = "SELECT request_id FROM touched_req ORDER BY request_id",
     [S_REQ_LINKED] = "SELECT 1 FROM enrollments WHERE kind = 0 AND request_id = ?1 LIMIT 1",
     [S_DEL_CA_ROW] = "DELETE FROM enrollments WHERE kind = 1 AND request_id = ?1",
     [S_PUT_CA_ROW] = "INSERT OR REPLACE INTO enrollments(rowkey, kind, device, platform, seq,"
@@ -227,19 +244,12 @@ sw_err
 agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out)
 {
     struct agg_corr *c = calloc(1, sizeof *c);
-    char *err = NULL;
 
     *out = NULL;
     if (!c)
         return SW_ENOMEM;
     c->db = db;
     c->window_us = window_us;
-    if (sqlite3_exec(db, temp_schema, NULL, NULL, &err) != SQLITE_OK) {
-        sw_error("correlate: %s", err ? err : "temp schema");
-        sqlite3_free(err);
-        free(c);
-        return SW_EDB;
-    }
     for (int i = 0; i < S_COUNT; i++)
         if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) != SQLITE_OK) {
             sw_error("correlate: prepare %d: %s", i, sqlite3_errmsg(db));
@@ -284,17 +294,19 @@ agg_corr_batch_marked(const struct agg_corr *c)
 int
 agg_corr_pending(struct agg_corr *c)
 {
-    sqlite3_stmt *s;
-    int n = 0;
-    if (sqlite3_prepare_v2(c->db, "SELECT (SELECT COUNT(*) FROM dirty_dev) +"
-                           " (SELECT COUNT(*) FROM dirty_req)", -1, &s, NULL) != SQLITE_OK)
-        return 1;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        n = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
-    return n > 0;
+    return agg_corr_backlog(c) > 0;
 }
 
+uint64_t
+agg_corr_backlog(struct agg_corr *c)
+{
+    sqlite3_stmt *s = stmt(c, S_BACKLOG);
+    uint64_t n = 1;     /* cannot tell: assume work */
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
 /* A batch holds runs of one device's events: one INSERT a run, not a row. */
 static int
 repeat(struct agg_corr *c, int kind, const char *p, size_t len)
@@ -595,9 +607,14 @@ rebuild_issuance(struct agg_corr *c, const char *rid)
     return touch_req(c, rid);
 }
 
-/* Runs fn(c, text) for each row of a one-column query (rows copied first). */
+/*
+ * Runs fn(c, text) for the first 'limit' rows of a one-column query bound
+ * to ?1 = limit (rows copied first), then deletes them with 'done'
+ * (?1 = the last one, the list being ordered).
+ */
 static sw_err
-for_each_text(struct agg_corr *c, int which, sw_err (*fn)(struct agg_corr *, const char *))
+for_each_text(struct agg_corr *c, int which, int done, int64_t limit,
+              sw_err (*fn)(struct agg_corr *, const char *))
 {
     char **items = NULL;
     size_t n = 0, cap = 0;
@@ -605,6 +622,7 @@ for_each_text(struct agg_corr *c, int which, sw_err (*fn)(struct agg_corr *, con
     sw_err e = SW_OK;
     int rc;
 
+    sqlite3_bind_int64(s, 1, limit);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
         if (n == cap) {
@@ -625,15 +643,19 @@ for_each_text(struct agg_corr *c, int which, sw_err (*fn)(struct agg_corr *, con
     sqlite3_reset(s);
     if (e == SW_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         e = db_err(c, "list");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (e == SW_OK)
             e = fn(c, items[i]);
-        free(items[i]);
+    if (e == SW_OK && n) {
+        s = stmt(c, done);
+        sqlite3_bind_text(s, 1, items[n - 1], -1, SQLITE_TRANSIENT);
+        e = step_done(c, s, "done");
     }
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
     free(items);
     return e;
 }
-
 /* ---- links ---- */
 
 static sw_err
@@ -1134,8 +1156,9 @@ refresh_request(struct agg_corr *c, const char *rid)
     return step_done(c, s, "put CA row");
 }
 
-sw_err
-agg_corr_run(struct agg_corr *c)
+/* The links step: strong links, learned templates, time links, for everything touched. */
+static sw_err
+links_step(struct agg_corr *c)
 {
     sqlite3_stmt *s;
     sw_err e;
@@ -1143,9 +1166,7 @@ agg_corr_run(struct agg_corr *c)
 
     c->lo = INT64_MAX;
     c->hi = INT64_MIN;
-    if ((e = for_each_text(c, S_DEV_LIST, rebuild_device)) != SW_OK ||
-        (e = for_each_text(c, S_REQ_LIST, rebuild_issuance)) != SW_OK ||
-        (e = exec(c, strong_links)) != SW_OK)
+    if ((e = exec(c, strong_links)) != SW_OK)
         return e;
     /*
      * A profile/template pair seen for the first time can change time links
@@ -1162,7 +1183,7 @@ agg_corr_run(struct agg_corr *c)
         c->lo = 1;
         c->hi = INT64_MAX / 4;
     }
-    /* the region also covers where relinked enrollments and issuances sit */
+    /* the region: where touched enrollments and issuances sit */
     {
         static const char q[] =
             "SELECT MIN(t), MAX(t) FROM ("
@@ -1181,28 +1202,84 @@ agg_corr_run(struct agg_corr *c)
     }
     if ((e = time_links(c)) != SW_OK)
         return e;
-    /* derived status of everything touched */
-    s = stmt(c, S_TOUCHED_ENR_LIST);
-    {
-        int64_t *ids = NULL;
-        size_t n = 0, cap = 0;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            if (grow((void **)&ids, &cap, n, sizeof *ids)) {
-                sqlite3_reset(s);
-                free(ids);
-                return SW_ENOMEM;
-            }
-            ids[n++] = sqlite3_column_int64(s, 0);
-        }
-        sqlite3_reset(s);
-        for (size_t i = 0; i < n && e == SW_OK; i++)
-            e = refresh_enrollment(c, ids[i]);
-        free(ids);
-        if (e != SW_OK)
-            return e;
-    }
-    if ((e = for_each_text(c, S_TOUCHED_REQ_LIST, refresh_request)) != SW_OK)
-        return e;
-    return exec(c, "DELETE FROM dirty_dev; DELETE FROM dirty_req;"
+    /* what was touched now waits for its status refresh */
+    return exec(c, "INSERT OR IGNORE INTO refresh_enr(id) SELECT id FROM touched_enr;"
+                   " INSERT OR IGNORE INTO refresh_req(request_id) SELECT request_id FROM touched_req;"
                    " DELETE FROM touched_enr; DELETE FROM touched_req;");
+}
+
+static sw_err
+refresh_enrollments(struct agg_corr *c, int64_t limit)
+{
+    sqlite3_stmt *s = stmt(c, S_REFRESH_ENR_LIST);
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    sw_err e = SW_OK;
+    int rc;
+
+    sqlite3_bind_int64(s, 1, limit);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&ids, &cap, n, sizeof *ids)) {
+            sqlite3_reset(s);
+            free(ids);
+            return SW_ENOMEM;
+        }
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        e = db_err(c, "refresh list");
+    for (size_t i = 0; i < n && e == SW_OK; i++)
+        e = refresh_enrollment(c, ids[i]);
+    if (e == SW_OK && n) {
+        s = stmt(c, S_REFRESH_ENR_DONE);
+        sqlite3_bind_int64(s, 1, ids[n - 1]);
+        e = step_done(c, s, "refresh done");
+    }
+    free(ids);
+    return e;
+}
+
+sw_err
+agg_corr_step(struct agg_corr *c, int *idle)
+{
+    sqlite3_stmt *s = stmt(c, S_WORK);
+    int dev, req, touched, renr, rreq;
+
+    *idle = 0;
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return db_err(c, "work");
+    }
+    dev = sqlite3_column_int(s, 0);
+    req = sqlite3_column_int(s, 1);
+    touched = sqlite3_column_int(s, 2);
+    renr = sqlite3_column_int(s, 3);
+    rreq = sqlite3_column_int(s, 4);
+    sqlite3_reset(s);
+    /* devices and requests first: links are decided once for all of them */
+    if (dev)
+        return for_each_text(c, S_DEV_LIST, S_DEV_DONE, AGG_CORR_STEP_DEVICES, rebuild_device);
+    if (req)
+        return for_each_text(c, S_REQ_LIST, S_REQ_DONE, AGG_CORR_STEP_ROWS, rebuild_issuance);
+    if (touched)
+        return links_step(c);
+    if (renr)
+        return refresh_enrollments(c, AGG_CORR_STEP_ROWS);
+    if (rreq)
+        return for_each_text(c, S_REFRESH_REQ_LIST, S_REFRESH_REQ_DONE, AGG_CORR_STEP_ROWS,
+                             refresh_request);
+    *idle = 1;
+    return SW_OK;
+}
+
+sw_err
+agg_corr_run(struct agg_corr *c)
+{
+    sw_err e;
+    int idle = 0;
+
+    while ((e = agg_corr_step(c, &idle)) == SW_OK && !idle)
+        ;
+    return e;
 }

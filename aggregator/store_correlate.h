@@ -52,7 +52,23 @@ int agg_corr_pending(struct agg_corr *c);
 sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
 sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
 
-/* Processes and clears the dirty sets. SW_EDB / SW_ENOMEM. */
+/*
+ * Correlation runs in steps, each meant to be a transaction of its own so
+ * a big backlog (a fleet's history sent at once) never holds the writer
+ * for long: rebuild up to AGG_CORR_STEP_DEVICES dirty devices, or up to
+ * AGG_CORR_STEP_ROWS dirty requests; once none is dirty, decide the links
+ * of everything touched; then refresh statuses, AGG_CORR_STEP_ROWS a step.
+ * The work lists are tables, so a crash resumes where it stopped.  *idle
+ * is set when there was nothing to do.  SW_EDB / SW_ENOMEM.
+ */
+#define AGG_CORR_STEP_DEVICES 2000
+#define AGG_CORR_STEP_ROWS 20000
+sw_err agg_corr_step(struct agg_corr *c, int *idle);
+
+/* Steps until idle, in the caller's transaction (tests, small stores). */
 sw_err agg_corr_run(struct agg_corr *c);
+
+/* Rows waiting in the work lists (0 = everything is correlated). */
+uint64_t agg_corr_backlog(struct agg_corr *c);
 
 #endif

@@ -20,17 +20,22 @@
 #include "sw_time.h"
 
 /*
- * Correlation is deferred and coalesced: an ingest commits its events and
- * the dirty marks (persistent, in the same transaction), and a pass over
- * everything dirty runs (a) inside an ingest when the last pass is older
- * than CORR_GAP_US and four times its own cost, (b) from the correlator
- * thread once ingest has been quiet for CORR_IDLE_US, and (c) before any
- * enrollment or funnel query, so an admin always reads correlated data.
- * Under a sustained stream the passes take at most about a fifth of the
- * writer's time, whatever the fleet's size.
+ * Correlation is deferred and runs in steps (agg_corr_step), on the
+ * correlator thread: an ingest commits its events and their dirty marks
+ * (persistent, in the same transaction) and returns; the correlator then
+ * works the backlog off a step at a time, each step its own transaction,
+ * taking the writer between batches:
+ *  - at once when ingest has been quiet for CORR_IDLE_US, or a reader waits;
+ *  - during a sustained stream, when the last step ended at least four
+ *    times its own cost ago, so correlation takes about a fifth of the
+ *    writer and the backlog stays bounded.
+ * A reader of enrollments or the funnel waits up to CORR_READ_WAIT_US for
+ * the backlog it can see to be worked off (so an admin reads what was just
+ * sent, correlated); past that it answers from what is correlated so far
+ * and says how much is still waiting.
  */
-#define CORR_GAP_US (1000 * 1000)
 #define CORR_IDLE_US (100 * 1000)
+#define CORR_READ_WAIT_US (10 * 1000 * 1000)
 
 struct sqlite_store {
     struct agg_store base;
@@ -38,21 +43,28 @@ struct sqlite_store {
     sqlite3 *db;                /* writer */
     sqlite3_stmt *insert;
     struct agg_corr *corr;      /* correlation on the writer connection */
-    pthread_mutex_t lock;       /* the writer connection and the fields below */
+    pthread_mutex_t lock;       /* the writer connection */
+    /* correlation state, under cmu (never held while waiting for lock) */
+    pthread_mutex_t cmu;
     pthread_cond_t cv;          /* wakes the correlator */
+    pthread_cond_t done_cv;     /* a step finished */
     pthread_t corr_thread;
     int corr_thread_started;
     int stopping;
-    int dirty;                  /* marks wait for a pass */
+    int pending;                /* the work lists may hold rows */
+    uint64_t mark_gen;          /* ingests that marked something */
+    uint64_t done_gen;          /* mark_gen the last idle step had seen */
+    int waiters;                /* readers waiting for the backlog */
     int64_t last_ingest_us;     /* monotonic */
-    int64_t last_pass_end_us;
-    int64_t last_pass_cost_us;
-    uint64_t passes, pass_us;   /* for the log */
+    int64_t last_step_end_us;
+    int64_t last_step_cost_us;
+    uint64_t steps, step_us;    /* for the log */
 };
 
 struct sqlite_reader {
     struct agg_store_reader base;
     struct sqlite_store *st;
+    uint64_t backlog;           /* correlation rows waiting at the last catch-up */
     sqlite3 *db;
     sqlite3_stmt *list[32];     /* by filter shape */
     sqlite3_stmt *count;
@@ -164,20 +176,22 @@ sqlite_close(struct agg_store *base)
     if (!st)
         return;
     if (st->corr_thread_started) {
-        pthread_mutex_lock(&st->lock);
+        pthread_mutex_lock(&st->cmu);
         st->stopping = 1;
         pthread_cond_signal(&st->cv);
-        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&st->cmu);
         pthread_join(st->corr_thread, NULL);
-        if (st->passes)
-            sw_info("correlation: %llu passes, %.1f s in all", (unsigned long long)st->passes,
-                    (double)st->pass_us / 1e6);
+        if (st->steps)
+            sw_info("correlation: %llu steps, %.1f s in all", (unsigned long long)st->steps,
+                    (double)st->step_us / 1e6);
         /* what is still dirty stays marked in the database for the next start */
     }
     sqlite3_finalize(st->insert);
     agg_corr_close(st->corr);
     sqlite3_close(st->db);
     pthread_cond_destroy(&st->cv);
+    pthread_cond_destroy(&st->done_cv);
+    pthread_mutex_destroy(&st->cmu);
     pthread_mutex_destroy(&st->lock);
     free(st->path);
     free(st);
@@ -191,60 +205,74 @@ mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* One correlation pass over everything dirty; the caller holds st->lock
- * and has a write transaction open. */
+/* One correlation step in a transaction of its own; the caller holds st->lock. */
 static sw_err
-corr_pass_locked(struct sqlite_store *st)
-{
-    int64_t t0 = mono_us();
-    sw_err e = agg_corr_run(st->corr);
-    int64_t t1 = mono_us();
-
-    if (e == SW_OK) {
-        st->last_pass_cost_us = t1 - t0;
-        st->last_pass_end_us = t1;
-        st->passes++;
-        st->pass_us += (uint64_t)(t1 - t0);
-        sw_debug("correlation pass %llu: %.1f ms", (unsigned long long)st->passes,
-                 (double)(t1 - t0) / 1000);
-    }
-    return e;
-}
-
-/* A pass in a transaction of its own; the caller holds st->lock. */
-static sw_err
-corr_catch_up_locked(struct sqlite_store *st)
+corr_step_locked(struct sqlite_store *st, int *idle)
 {
     char why[256];
     sw_err e;
 
-    if (!st->dirty)
-        return SW_OK;
+    *idle = 0;
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
         sw_error("store: correlate: %s", why);
         return SW_EDB;
     }
-    e = corr_pass_locked(st);
+    e = agg_corr_step(st->corr, idle);
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: correlate: commit: %s", why);
         e = SW_EDB;
     }
     if (e != SW_OK)
         exec(st->db, "ROLLBACK", why, sizeof why);
-    else
-        st->dirty = 0;
     return e;
 }
 
-/* Readers call this first: what they read is correlated. */
-static sw_err
+static void
+deadline_in(struct timespec *ts, int64_t us)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += us / 1000000;
+    ts->tv_nsec += (us % 1000000) * 1000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/*
+ * Readers call this first.  Returns the rows still waiting when it gave up
+ * waiting (0: what the reader sees is correlated up to its call).
+ */
+static uint64_t
 corr_catch_up(struct sqlite_store *st)
 {
-    sw_err e;
-    pthread_mutex_lock(&st->lock);
-    e = corr_catch_up_locked(st);
-    pthread_mutex_unlock(&st->lock);
-    return e;
+    int64_t until = mono_us() + CORR_READ_WAIT_US;
+    uint64_t target, left = 0;
+
+    pthread_mutex_lock(&st->cmu);
+    target = st->mark_gen;
+    st->waiters++;
+    pthread_cond_signal(&st->cv);
+    while (st->pending && st->done_gen < target && !st->stopping) {
+        int64_t now = mono_us();
+        struct timespec ts;
+        if (now >= until)
+            break;
+        deadline_in(&ts, until - now);
+        pthread_cond_timedwait(&st->done_cv, &st->cmu, &ts);
+    }
+    st->waiters--;
+    int behind = st->pending && st->done_gen < target;
+    pthread_mutex_unlock(&st->cmu);
+    if (behind) {
+        /* count on the writer between steps: a moment, not a pass */
+        pthread_mutex_lock(&st->lock);
+        left = agg_corr_backlog(st->corr);
+        pthread_mutex_unlock(&st->lock);
+        if (!left)
+            left = 1;
+    }
+    return left;
 }
 
 static void *
@@ -252,31 +280,54 @@ correlator_main(void *arg)
 {
     struct sqlite_store *st = arg;
 
-    pthread_mutex_lock(&st->lock);
+    pthread_mutex_lock(&st->cmu);
     while (!st->stopping) {
         int64_t now = mono_us(), wait_us = 1000 * 1000;
-        if (st->dirty) {
+        if (st->pending) {
             int64_t quiet = now - st->last_ingest_us;
-            if (quiet >= CORR_IDLE_US) {
-                if (corr_catch_up_locked(st) != SW_OK)
-                    wait_us = 1000 * 1000;     /* logged; retried later */
-                else
+            int64_t duty = st->last_step_end_us + 4 * st->last_step_cost_us - now;
+            if (st->waiters || quiet >= CORR_IDLE_US || duty <= 0) {
+                uint64_t gen = st->mark_gen;
+                int idle = 0;
+                pthread_mutex_unlock(&st->cmu);
+                pthread_mutex_lock(&st->lock);
+                /* marks committed before this point are seen by this step */
+                pthread_mutex_lock(&st->cmu);
+                gen = st->mark_gen;
+                pthread_mutex_unlock(&st->cmu);
+                int64_t t0 = mono_us();
+                sw_err e = corr_step_locked(st, &idle);
+                int64_t t1 = mono_us();
+                pthread_mutex_unlock(&st->lock);
+                pthread_mutex_lock(&st->cmu);
+                st->last_step_end_us = t1;
+                st->last_step_cost_us = t1 - t0;
+                st->steps++;
+                st->step_us += (uint64_t)(t1 - t0);
+                if (t1 - t0 > 200000)
+                    sw_debug("correlation step %llu: %.1f ms", (unsigned long long)st->steps,
+                             (double)(t1 - t0) / 1000);
+                if (e == SW_OK && idle) {
+                    st->done_gen = gen;
+                    if (st->mark_gen == gen)
+                        st->pending = 0;
+                }
+                pthread_cond_broadcast(&st->done_cv);
+                if (e == SW_OK)
                     continue;
+                wait_us = 1000 * 1000;     /* logged; retried later */
             } else {
                 wait_us = CORR_IDLE_US - quiet;
+                if (duty < wait_us)
+                    wait_us = duty;
             }
         }
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_us / 1000000;
-        ts.tv_nsec += (wait_us % 1000000) * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&st->cv, &st->lock, &ts);
+        deadline_in(&ts, wait_us);
+        pthread_cond_timedwait(&st->cv, &st->cmu, &ts);
     }
-    pthread_mutex_unlock(&st->lock);
+    pthread_cond_broadcast(&st->done_cv);
+    pthread_mutex_unlock(&st->cmu);
     return NULL;
 }
 
@@ -306,11 +357,13 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     pthread_once(&once, sqlite_global_config);
     st->base.ops = &agg_store_sqlite;
     pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->cmu, NULL);
     {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&st->cv, &ca);
+        pthread_cond_init(&st->done_cv, &ca);
         pthread_condattr_destroy(&ca);
     }
     if ((e = open_conn(path, 0, &st->db, why, cap)) != SW_OK)
@@ -349,7 +402,8 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         goto fail;
     }
     /* marks a crash left behind are worked off by the first pass */
-    st->dirty = agg_corr_pending(st->corr);
+    st->pending = agg_corr_pending(st->corr);
+    st->mark_gen = st->pending;
     if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
         snprintf(why, cap, "cannot start the correlator thread");
         e = SW_ENOMEM;
@@ -446,14 +500,6 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     int marked = agg_corr_batch_marked(st->corr);
-    int passed = 0;
-    int64_t now_m = mono_us();
-    if (e == SW_OK && (marked || st->dirty) &&
-        now_m - st->last_pass_end_us >= CORR_GAP_US &&
-        now_m - st->last_pass_end_us >= 4 * st->last_pass_cost_us) {
-        e = corr_pass_locked(st);
-        passed = 1;
-    }
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: commit: %s", why);
         e = SW_EDB;
@@ -462,13 +508,14 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         exec(st->db, "ROLLBACK", why, sizeof why);
         *stored = *dups = 0;
     } else {
-        if (passed)
-            st->dirty = 0;
-        else if (marked)
-            st->dirty = 1;
+        pthread_mutex_lock(&st->cmu);
         st->last_ingest_us = mono_us();
-        if (st->dirty)
+        if (marked) {
+            st->mark_gen++;
+            st->pending = 1;
             pthread_cond_signal(&st->cv);
+        }
+        pthread_mutex_unlock(&st->cmu);
     }
     pthread_mutex_unlock(&st->lock);
     return e;
@@ -666,8 +713,8 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
                         int *more, agg_enr_fn fn, void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
-    if (corr_catch_up(r->st) != SW_OK)
-        return SW_EDB;
+    /* the first page waits for correlation; later pages read on */
+    r->backlog = !cursor || !*cursor ? corr_catch_up(r->st) : 0;
     int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
                 (f->device ? 8 : 0) | (f->cert_key ? 16 : 0);
     char sql[2048];
@@ -747,8 +794,7 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
               void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
-    if (corr_catch_up(r->st) != SW_OK)
-        return SW_EDB;
+    r->backlog = corr_catch_up(r->st);
     sqlite3_stmt *s = prepare_cached(r, &r->funnel,
         "SELECT e.platform, COUNT(*),"
         " SUM(e.request_us IS NOT NULL AND e.kind = 0),"
@@ -778,6 +824,12 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
     return rc == SQLITE_DONE ? SW_OK : SW_EDB;
 }
 
+static uint64_t
+sqlite_backlog(struct agg_store_reader *base)
+{
+    return ((struct sqlite_reader *)base)->backlog;
+}
+
 const struct agg_store_ops agg_store_sqlite = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -789,4 +841,5 @@ const struct agg_store_ops agg_store_sqlite = {
     .list_enrollments = sqlite_list_enrollments,
     .funnel = sqlite_funnel,
     .count_events = sqlite_count_events,
+    .backlog = sqlite_backlog,
 };

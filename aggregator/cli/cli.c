@@ -309,6 +309,15 @@ enrollment_table_row(const Scepwatch__Enrollment *e, int64_t as_of)
         printf("  %.76s\n", more);
 }
 
+/* A large upload is still being correlated: the answer is partial, and says so. */
+static void
+backlog_note(uint64_t n)
+{
+    fprintf(stderr, "scepwatch: note: the aggregator is still correlating recent uploads "
+            "(%llu items waiting); this answer covers what is correlated so far\n",
+            (unsigned long long)n);
+}
+
 /* ---- paged enrollments ---- */
 
 typedef void (*row_fn)(void *arg, const Scepwatch__Enrollment *e, int64_t as_of, int first);
@@ -339,6 +348,8 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
             fprintf(stderr, "scepwatch: malformed ListEnrollments reply\n");
             return 1;
         }
+        if (rp->has_correlation_backlog && rp->correlation_backlog)
+            backlog_note(rp->correlation_backlog);
         for (size_t i = 0; i < rp->n_rows; i++) {
             fn(arg, rp->rows[i], rp->as_of_us, first);
             first = 0;
@@ -626,6 +637,8 @@ cmd_summary(struct cli *c, int argc, char **argv)
         fprintf(stderr, "scepwatch: malformed Summary reply\n");
         return 1;
     }
+    if (rp->has_correlation_backlog && rp->correlation_backlog)
+        backlog_note(rp->correlation_backlog);
     if (strcmp(format, "csv") == 0)
         printf("platform,enrollments,requested,issued,delivered,installed,stuck,failed\r\n");
     else if (strcmp(format, "json") == 0)
