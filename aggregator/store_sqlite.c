@@ -26,9 +26,9 @@
  * works the backlog off a step at a time, each step its own transaction,
  * taking the writer between batches:
  *  - at once when ingest has been quiet for CORR_IDLE_US, or a reader waits;
- *  - during a sustained stream, when the last step ended at least four
- *    times its own cost ago, so correlation takes about a fifth of the
- *    writer and the backlog stays bounded.
+ *  - during a sustained stream, from a budget that earns a quarter of the
+ *    wall time and pays each step's cost, so correlation takes about a
+ *    fifth of the writer and the backlog stays bounded.
  * A reader of enrollments or the funnel waits up to CORR_READ_WAIT_US for
  * the backlog it can see to be worked off (so an admin reads what was just
  * sent, correlated); past that it answers from what is correlated so far
@@ -36,6 +36,7 @@
  */
 #define CORR_IDLE_US (100 * 1000)
 #define CORR_READ_WAIT_US (10 * 1000 * 1000)
+#define CORR_BUDGET_MAX_US (2 * 1000 * 1000)
 
 struct sqlite_store {
     struct agg_store base;
@@ -57,7 +58,8 @@ struct sqlite_store {
     int waiters;                /* readers waiting for the backlog */
     int64_t last_ingest_us;     /* monotonic */
     int64_t last_step_end_us;
-    int64_t last_step_cost_us;
+    int64_t budget_us;          /* correlation time earned while ingest runs */
+    int64_t budget_at_us;
     uint64_t steps, step_us;    /* for the log */
 };
 
@@ -284,11 +286,18 @@ correlator_main(void *arg)
     while (!st->stopping) {
         int64_t now = mono_us(), wait_us = 1000 * 1000;
         if (st->pending) {
-            int64_t quiet = now - st->last_ingest_us;
-            int64_t duty = st->last_step_end_us + 4 * st->last_step_cost_us - now;
+            /* quiet since ingest last had the chance to write: a step blocks it */
+            int64_t quiet = now - (st->last_ingest_us > st->last_step_end_us
+                                       ? st->last_ingest_us : st->last_step_end_us);
+            st->budget_us += (now - st->budget_at_us) / 4;
+            st->budget_at_us = now;
+            if (st->budget_us > CORR_BUDGET_MAX_US)
+                st->budget_us = CORR_BUDGET_MAX_US;
+            int64_t duty = st->budget_us > 0 ? 0 : -st->budget_us * 4;
             if (st->waiters || quiet >= CORR_IDLE_US || duty <= 0) {
                 uint64_t gen = st->mark_gen;
                 int idle = 0;
+                int64_t quiet_then = quiet;
                 pthread_mutex_unlock(&st->cmu);
                 pthread_mutex_lock(&st->lock);
                 /* marks committed before this point are seen by this step */
@@ -301,12 +310,14 @@ correlator_main(void *arg)
                 pthread_mutex_unlock(&st->lock);
                 pthread_mutex_lock(&st->cmu);
                 st->last_step_end_us = t1;
-                st->last_step_cost_us = t1 - t0;
+                st->budget_us -= t1 - t0;
+                if (st->budget_us < -CORR_BUDGET_MAX_US)
+                    st->budget_us = -CORR_BUDGET_MAX_US;
                 st->steps++;
                 st->step_us += (uint64_t)(t1 - t0);
-                if (t1 - t0 > 200000)
-                    sw_debug("correlation step %llu: %.1f ms", (unsigned long long)st->steps,
-                             (double)(t1 - t0) / 1000);
+                sw_debug("correlation step %llu: %.1f ms (quiet %lld ms, budget %lld ms, %d waiting)",
+                         (unsigned long long)st->steps, (double)(t1 - t0) / 1000,
+                         (long long)(quiet_then / 1000), (long long)(st->budget_us / 1000), st->waiters);
                 if (e == SW_OK && idle) {
                     st->done_gen = gen;
                     if (st->mark_gen == gen)
@@ -403,6 +414,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     }
     /* marks a crash left behind are worked off by the first pass */
     st->pending = agg_corr_pending(st->corr);
+    st->budget_at_us = mono_us();
     st->mark_gen = st->pending;
     if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
         snprintf(why, cap, "cannot start the correlator thread");
