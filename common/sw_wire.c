@@ -85,7 +85,9 @@ struct sw_wire_builder {
     size_t n, cap;
     char **files;
     size_t nfiles, files_cap;
-    char **hosts;       /* unused slot kept for symmetry of reset */
+    char **devices;     /* Batch.devices, filled by pack_batch */
+    size_t ndevices, devices_cap;
+    int compacted;      /* pack_batch rewrote the events to their batch form */
     size_t bytes;
 };
 
@@ -101,6 +103,8 @@ sw_wire_builder_reset(struct sw_wire_builder *b)
     arena_reset(&b->arena);
     b->n = 0;
     b->nfiles = 0;
+    b->ndevices = 0;
+    b->compacted = 0;
     b->bytes = 0;
 }
 
@@ -112,6 +116,7 @@ sw_wire_builder_free(struct sw_wire_builder *b)
     arena_reset(&b->arena);
     free(b->events);
     free(b->files);
+    free(b->devices);
     free(b);
 }
 
@@ -226,11 +231,66 @@ pack(const ProtobufCMessage *m, struct sw_buf *out)
     return SW_OK;
 }
 
+/*
+ * The batch form of the events: devices by index, times and offsets as
+ * differences from the previous event (see the proto).  Done once: a
+ * resend packs the same events again.
+ */
+static sw_err
+compact(struct sw_wire_builder *b)
+{
+    int64_t prev_ts = 0;
+    uint64_t prev_off = 0;
+
+    if (b->compacted)
+        return SW_OK;
+    for (size_t i = 0; i < b->n; i++) {
+        Scepwatch__Event *pe = b->events[i];
+        if (pe->device) {
+            size_t k = b->ndevices;
+            /* one device's events come in runs: the last one first */
+            while (k > 0 && strcmp(b->devices[k - 1], pe->device) != 0)
+                k--;
+            if (k == 0) {
+                if (b->ndevices == b->devices_cap) {
+                    size_t cap = b->devices_cap ? b->devices_cap * 2 : 8;
+                    char **nd = realloc(b->devices, cap * sizeof *nd);
+                    if (!nd)
+                        return SW_ENOMEM;
+                    b->devices = nd;
+                    b->devices_cap = cap;
+                }
+                b->devices[b->ndevices++] = pe->device;
+                k = b->ndevices;
+            }
+            pe->has_device_idx = 1;
+            pe->device_idx = (uint32_t)k;
+            pe->device = NULL;
+        }
+        pe->has_ts_delta_us = 1;
+        pe->ts_delta_us = (int64_t)((uint64_t)pe->ts_us - (uint64_t)prev_ts);
+        prev_ts = pe->ts_us;
+        pe->has_ts_us = 0;
+        if (pe->has_offset) {
+            pe->has_offset_delta = 1;
+            pe->offset_delta = (int64_t)(pe->offset - prev_off);
+            prev_off = pe->offset;
+            pe->has_offset = 0;
+        }
+    }
+    b->compacted = 1;
+    return SW_OK;
+}
+
 sw_err
 sw_wire_builder_pack_batch(struct sw_wire_builder *b, const char *agent_id, const char *host,
                            uint64_t batch_id, struct sw_buf *out)
 {
     Scepwatch__Batch pb = SCEPWATCH__BATCH__INIT;
+    if (compact(b) != SW_OK)
+        return SW_ENOMEM;
+    pb.n_devices = b->ndevices;
+    pb.devices = b->devices;
     pb.agent_id = (char *)agent_id;
     pb.host = (char *)host;
     pb.has_batch_id = 1;
@@ -315,6 +375,56 @@ check_event(const Scepwatch__Event *e, size_t nfiles, size_t i, char *why, size_
     return 0;
 }
 
+/*
+ * Turns a batch's compact fields (device_idx, ts_delta_us, offset_delta)
+ * back into device, ts_us and offset, refusing what cannot be resolved:
+ * an index out of range, a field given both ways, a sum that overflows.
+ */
+static int
+resolve_batch(Scepwatch__Batch *bt, char *why, size_t cap)
+{
+    int64_t prev_ts = 0;
+    uint64_t prev_off = 0;
+
+    for (size_t i = 0; i < bt->n_devices; i++)
+        if (check_str(bt->devices[i], "devices", why, cap))
+            return -1;
+    for (size_t i = 0; i < bt->n_events; i++) {
+        Scepwatch__Event *e = bt->events[i];
+        if (e->has_device_idx) {
+            if (e->device || e->device_idx == 0 || e->device_idx > bt->n_devices) {
+                snprintf(why, cap, "event %zu: bad device index", i);
+                return -1;
+            }
+            e->device = bt->devices[e->device_idx - 1];
+        }
+        if (e->has_ts_delta_us) {
+            int64_t t;
+            if (e->has_ts_us || __builtin_add_overflow(prev_ts, e->ts_delta_us, &t)) {
+                snprintf(why, cap, "event %zu: bad time difference", i);
+                return -1;
+            }
+            e->has_ts_us = 1;
+            e->ts_us = t;
+        }
+        if (e->has_ts_us)
+            prev_ts = e->ts_us;
+        if (e->has_offset_delta) {
+            uint64_t o = prev_off + (uint64_t)e->offset_delta;
+            if (e->has_offset || (e->offset_delta < 0 && (uint64_t)-(e->offset_delta + 1) >= prev_off) ||
+                (e->offset_delta > 0 && o < prev_off)) {
+                snprintf(why, cap, "event %zu: bad offset difference", i);
+                return -1;
+            }
+            e->has_offset = 1;
+            e->offset = o;
+        }
+        if (e->has_offset)
+            prev_off = e->offset;
+    }
+    return 0;
+}
+
 static sw_err
 decode(const void *p, size_t n, size_t max_mem, int list, struct sw_wire_decoded *out,
        char *why, size_t cap)
@@ -361,6 +471,10 @@ decode(const void *p, size_t n, size_t max_mem, int list, struct sw_wire_decoded
                 sw_wire_decoded_fini(out);
                 return SW_EPROTO;
             }
+        if (resolve_batch(bt, why, cap) != 0) {
+            sw_wire_decoded_fini(out);
+            return SW_EPROTO;
+        }
     }
     for (size_t i = 0; i < nev; i++)
         if (check_event(events[i], nfiles, i, why, cap) != 0) {

@@ -62,6 +62,10 @@ test_batch_round_trip(void **state)
     e2.cert = SW_CERT_NONE;
     e2.profile = SW_SLICE_NONE;
     e2.file = sw_slice_cstr("/logs/b.xml");
+    /* earlier and at a smaller offset than the event before it: negative differences */
+    e2.ts_us = ev.ts_us - 86400000000LL;
+    e2.offset = 10;
+    e2.device = sw_slice_cstr("other-device");
     assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
     assert_int_equal(sw_wire_builder_add(b, &e2), SW_OK);
     assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
@@ -86,7 +90,23 @@ test_batch_round_trip(void **state)
     assert_int_equal(got.cert, SW_CERT_NONE);
     assert_int_equal(got.profile.len, 0);
     assert_true(slice_eq(got.file, sw_slice_cstr("/logs/b.xml")));
+    assert_int_equal(got.ts_us, e2.ts_us);
+    assert_int_equal(got.offset, 10);
+    assert_true(slice_eq(got.device, e2.device));
+    sw_wire_decoded_event(&d, 2, &got);
+    assert_int_equal(got.ts_us, ev.ts_us);
+    assert_int_equal(got.offset, 1234);
+    assert_true(slice_eq(got.device, ev.device));
     sw_wire_decoded_fini(&d);
+    /* packing again (a resend) gives the same bytes */
+    {
+        struct sw_buf again;
+        sw_buf_init(&again);
+        assert_int_equal(sw_wire_builder_pack_batch(b, "agent-1", "host-1", 99, &again), SW_OK);
+        assert_int_equal(again.len, out.len);
+        assert_memory_equal(again.data, out.data, out.len);
+        sw_buf_fini(&again);
+    }
     sw_wire_builder_free(b);
     sw_buf_fini(&out);
 }
@@ -116,12 +136,38 @@ static void spoil_no_stage(Scepwatch__Event *e) { e->has_stage = 0; }
 static void spoil_platform(Scepwatch__Event *e) { e->platform = (Scepwatch__Platform)77; }
 static void spoil_ts(Scepwatch__Event *e) { e->ts_us = -5; }
 static void spoil_file(Scepwatch__Event *e) { e->has_file_idx = 1; e->file_idx = 3; }
+/* the compact batch fields: an index past Batch.devices, a field given both ways, sums
+ * that leave the range */
+static void spoil_dev_idx(Scepwatch__Event *e) { e->has_device_idx = 1; e->device_idx = 1; }
+static void spoil_dev_zero(Scepwatch__Event *e) { e->has_device_idx = 1; e->device_idx = 0; }
+static void spoil_ts_both(Scepwatch__Event *e) { e->has_ts_delta_us = 1; e->ts_delta_us = 5; }
+static void
+spoil_ts_delta(Scepwatch__Event *e)
+{
+    e->has_ts_us = 0;
+    e->has_ts_delta_us = 1;
+    e->ts_delta_us = INT64_MIN;
+}
+static void
+spoil_off_neg(Scepwatch__Event *e)
+{
+    e->has_offset_delta = 1;
+    e->offset_delta = -1;
+}
+static void
+spoil_off_both(Scepwatch__Event *e)
+{
+    e->has_offset = e->has_offset_delta = 1;
+    e->offset_delta = 3;
+}
 
 static void
 test_invalid_events_refused(void **state)
 {
     void (*spoilers[])(Scepwatch__Event *) = { spoil_stage, spoil_no_stage, spoil_platform,
-                                               spoil_ts, spoil_file };
+                                               spoil_ts, spoil_file, spoil_dev_idx,
+                                               spoil_dev_zero, spoil_ts_both, spoil_ts_delta,
+                                               spoil_off_neg, spoil_off_both };
     struct sw_wire_decoded d;
     struct sw_buf out;
     char why[128];
