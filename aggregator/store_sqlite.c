@@ -246,7 +246,7 @@ deadline_in(struct timespec *ts, int64_t us)
  * waiting (0: what the reader sees is correlated up to its call).
  */
 static uint64_t
-corr_catch_up(struct sqlite_store *st)
+corr_catch_up(struct sqlite_store *st, sqlite3 *db)
 {
     int64_t until = mono_us() + CORR_READ_WAIT_US;
     uint64_t target, left = 0;
@@ -267,10 +267,16 @@ corr_catch_up(struct sqlite_store *st)
     int behind = st->pending && st->done_gen < target;
     pthread_mutex_unlock(&st->cmu);
     if (behind) {
-        /* count on the writer between steps: a moment, not a pass */
-        pthread_mutex_lock(&st->lock);
-        left = agg_corr_backlog(st->corr);
-        pthread_mutex_unlock(&st->lock);
+        /* counted on the reader's own connection: a step may hold the writer for long */
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(db, "SELECT (SELECT COUNT(*) FROM dirty_dev) +"
+                               " (SELECT COUNT(*) FROM dirty_req) + (SELECT COUNT(*) FROM touched_enr) +"
+                               " (SELECT COUNT(*) FROM touched_req) + (SELECT COUNT(*) FROM refresh_enr) +"
+                               " (SELECT COUNT(*) FROM refresh_req)", -1, &q, NULL) == SQLITE_OK) {
+            if (sqlite3_step(q) == SQLITE_ROW)
+                left = (uint64_t)sqlite3_column_int64(q, 0);
+            sqlite3_finalize(q);
+        }
         if (!left)
             left = 1;
     }
@@ -726,7 +732,7 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
     /* the first page waits for correlation; later pages read on */
-    r->backlog = !cursor || !*cursor ? corr_catch_up(r->st) : 0;
+    r->backlog = !cursor || !*cursor ? corr_catch_up(r->st, r->db) : 0;
     int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
                 (f->device ? 8 : 0) | (f->cert_key ? 16 : 0);
     char sql[2048];
@@ -806,7 +812,7 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
               void *arg)
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
-    r->backlog = corr_catch_up(r->st);
+    r->backlog = corr_catch_up(r->st, r->db);
     sqlite3_stmt *s = prepare_cached(r, &r->funnel,
         "SELECT e.platform, COUNT(*),"
         " SUM(e.request_us IS NOT NULL AND e.kind = 0),"

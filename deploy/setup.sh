@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libprotobuf-c-dev protobuf-c-compiler libnng-dev libmbedtls-dev libzstd-dev
       libsqlite3-dev libcmocka-dev libjansson-dev libexpat1-dev libinih-dev libxxhash-dev
-      python3 clang libclang-rt-14-dev)
+      python3 clang libclang-rt-14-dev
+      sqlite3)    # the shell: the benchmarks' baseline (deploy/bench.sh)
 
 missing=()
 for p in "${PKGS[@]}"; do

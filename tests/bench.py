@@ -13,8 +13,9 @@ What it measures (medians of --repeat runs unless said otherwise):
      aggregator's SQLite commit and ack) into a fresh aggregator, per fleet size, beside the
      sqlite3 shell importing the same events into a table with the same indexes;
   3. answers at each fleet size (tests/fleetgen.py bench mode: N enrollments over a year-like
-     span, with the CA export): the first query after ingest (it waits for the deferred
-     correlation), then `summary`, `stuck` and `export --csv`, beside the sqlite3 shell
+     span, with the CA export): how long after ingest the deferred correlation is done
+     (the first answer without a "still correlating" note), then `summary`, `stuck` and
+     `export --csv`, beside the sqlite3 shell
      running the equivalent query on the same database;
   4. agent RSS following --tail-files files with `scepwatch-agent run` (peak while shipping,
      and idle after), beside `tail -F` on the same files;
@@ -93,12 +94,16 @@ class Aggregator:
     def __init__(self, bindir, work, name):
         self.db = os.path.join(work, name + ".db")
         self.url = "ipc://" + os.path.join(work, name + ".sock")
-        self.p = subprocess.Popen([os.path.join(bindir, "scepwatch-aggregator"), "--db", self.db,
-                                   "--listen", self.url], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-        line = self.p.stdout.readline()
-        if "ready" not in line:
-            sys.exit("bench: aggregator did not start: " + line)
+        self.log = os.path.join(work, name + ".log")
+        self.p = subprocess.Popen([os.path.join(bindir, "scepwatch-aggregator"), "--verbose",
+                                   "--db", self.db, "--listen", self.url],
+                                  stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if "ready" in open(self.log).read():
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit("bench: aggregator did not start: " + open(self.log).read())
 
     def stop(self):
         self.p.terminate()
@@ -245,7 +250,14 @@ def bench_fleet(a, n, rows, wire_rows):
 
         log("fleet of %d enrollments: queries" % n)
         url = ["--aggregator", agg.url]
-        t_catch = timed([cli] + url + ["summary"])[0]
+        # the first answer waits for correlation (up to 10 s a call, then answers with a note
+        # saying how much is still waiting): ask until the note is gone
+        t0 = time.perf_counter()
+        while True:
+            err = timed([cli] + url + ["summary"])[2]
+            if "still correlating" not in err:
+                break
+        t_catch = time.perf_counter() - t0
         t_summary = median_time([cli] + url + ["summary"], a.repeat)
         t_stuck = median_time([cli] + url + ["stuck"], a.repeat)
         r = subprocess.run([cli] + url + ["stuck", "--format", "csv"], capture_output=True,
@@ -264,8 +276,8 @@ def bench_fleet(a, n, rows, wire_rows):
                                " issuances i ON i.request_id = e.request_id ORDER BY e.rowkey",
                                min(a.repeat, 3), ["-csv"])
         k = "%dk" % (n // 1000)
-        rows.append(("%s: first answer after ingest (waits for correlation)" % k,
-                     "%.0f ms" % (t_catch * 1e3), "", "", ""))
+        rows.append(("%s: correlation done after ingest (first complete answer)" % k,
+                     "%.1f s" % t_catch, "", "", ""))
         rows.append(("%s: summary" % k, "%.0f ms" % (t_summary * 1e3),
                      "sqlite3 GROUP BY %.0f ms" % (b_summary * 1e3),
                      "%.2fx" % (t_summary / b_summary), ""))
@@ -281,7 +293,7 @@ def bench_fleet(a, n, rows, wire_rows):
     if not a.keep:
         shutil.rmtree(fleet)
         for f in os.listdir(a.work):
-            if f.startswith("agg-%d." % n):
+            if f.startswith("agg-%d." % n) and not f.endswith(".log"):
                 os.unlink(os.path.join(a.work, f))
 
 
