@@ -349,6 +349,7 @@ struct sw_rpc_client {
     struct sw_buf req;
     struct sw_buf payload;
     uint64_t next_id;
+    uint64_t sent_id;           /* the request a reply must answer */
     int timeout_ms;
     char error[256];
 };
@@ -419,8 +420,7 @@ sw_rpc_client_error(const struct sw_rpc_client *c)
 }
 
 sw_err
-sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload, size_t len,
-            struct sw_rpc_reply *reply)
+sw_rpc_send(struct sw_rpc_client *c, const char *method, const void *payload, size_t len)
 {
     uint64_t id = ++c->next_id;
     uint64_t deadline = c->timeout_ms > 0
@@ -441,6 +441,17 @@ sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload, si
         snprintf(c->error, sizeof c->error, "send failed: %s", nng_strerror(rv));
         return rv == NNG_ETIMEDOUT ? SW_ETIMEDOUT : SW_EUNAVAIL;
     }
+    c->sent_id = id;
+    return SW_OK;
+}
+
+sw_err
+sw_rpc_recv(struct sw_rpc_client *c, struct sw_rpc_reply *reply)
+{
+    nng_msg *m = NULL;
+    sw_err e;
+    int rv;
+
     for (;;) {
         if ((rv = nng_recvmsg(c->sock, &m, 0)) != 0) {
             snprintf(c->error, sizeof c->error, "no answer: %s", nng_strerror(rv));
@@ -453,8 +464,16 @@ sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload, si
             snprintf(c->error, sizeof c->error, "malformed reply: %s", sw_strerror(e));
             return SW_EPROTO;
         }
-        if (reply->request_id == id)
+        if (reply->request_id == c->sent_id)
             return SW_OK;
         /* a late answer to an earlier attempt: REQ drops those, but be safe */
     }
+}
+
+sw_err
+sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload, size_t len,
+            struct sw_rpc_reply *reply)
+{
+    sw_err e = sw_rpc_send(c, method, payload, len);
+    return e != SW_OK ? e : sw_rpc_recv(c, reply);
 }

@@ -129,6 +129,14 @@ void sw_rpc_client_close(struct sw_rpc_client *c);
 sw_err sw_rpc_call(struct sw_rpc_client *c, const char *method, const void *payload,
                    size_t len, struct sw_rpc_reply *reply);
 
+/*
+ * sw_rpc_call in two halves, so a caller can work while the server does
+ * (a pager asks for the next page, then prints this one).  One request is
+ * outstanding at a time; the reply's payload lives until the next recv.
+ */
+sw_err sw_rpc_send(struct sw_rpc_client *c, const char *method, const void *payload, size_t len);
+sw_err sw_rpc_recv(struct sw_rpc_client *c, struct sw_rpc_reply *reply);
+
 /* Bytes of the last request as sent (envelope and compressed payload). */
 size_t sw_rpc_client_last_request_bytes(const struct sw_rpc_client *c);
 

@@ -19,7 +19,7 @@
 #include "sw_wire.h"
 
 #define EXIT_USAGE 2
-#define PAGE_SIZE 1000
+#define PAGE_SIZE 5000  /* rows a call: fewer round trips, replies of ~1.5 MB */
 
 static const char usage_text[] =
     "usage: scepwatch [--aggregator URL] COMMAND [OPTIONS]\n"
@@ -76,7 +76,7 @@ connect_agg(struct cli *c)
 
 /* One call; returns 0 with reply filled, or prints why and returns 1. */
 static int
-call(struct cli *c, const char *method, const ProtobufCMessage *req, struct sw_rpc_reply *reply)
+call_send(struct cli *c, const char *method, const ProtobufCMessage *req)
 {
     struct sw_buf b;
     sw_err e;
@@ -87,9 +87,19 @@ call(struct cli *c, const char *method, const ProtobufCMessage *req, struct sw_r
         return 1;
     }
     b.len = protobuf_c_message_pack(req, (uint8_t *)b.data);
-    e = sw_rpc_call(c->client, method, b.data, b.len, reply);
+    e = sw_rpc_send(c->client, method, b.data, b.len);
     sw_buf_fini(&b);
     if (e != SW_OK) {
+        fprintf(stderr, "scepwatch: aggregator at %s: %s\n", c->url, sw_rpc_client_error(c->client));
+        return 1;
+    }
+    return 0;
+}
+
+static int
+call_recv(struct cli *c, struct sw_rpc_reply *reply)
+{
+    if (sw_rpc_recv(c->client, reply) != SW_OK) {
         fprintf(stderr, "scepwatch: aggregator at %s: %s\n", c->url, sw_rpc_client_error(c->client));
         return 1;
     }
@@ -99,6 +109,12 @@ call(struct cli *c, const char *method, const ProtobufCMessage *req, struct sw_r
         return 1;
     }
     return 0;
+}
+
+static int
+call(struct cli *c, const char *method, const ProtobufCMessage *req, struct sw_rpc_reply *reply)
+{
+    return call_send(c, method, req) || call_recv(c, reply);
 }
 
 static int
@@ -334,14 +350,14 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
     *count = 0;
     rq->has_page_size = 1;
     rq->page_size = PAGE_SIZE;
+    rq->has_cursor = 0;
+    if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
+        return 1;
     for (;;) {
         struct sw_rpc_reply reply;
         Scepwatch__ListEnrollmentsReply *rp;
 
-        rq->has_cursor = cursor_len > 0;
-        rq->cursor.data = cursor;
-        rq->cursor.len = cursor_len;
-        if (call(c, SW_METHOD("ListEnrollments"), &rq->base, &reply) != 0)
+        if (call_recv(c, &reply) != 0)
             return 1;
         rp = scepwatch__list_enrollments_reply__unpack(NULL, reply.payload_len, reply.payload);
         if (!rp) {
@@ -350,15 +366,24 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
         }
         if (rp->has_correlation_backlog && rp->correlation_backlog)
             backlog_note(rp->correlation_backlog);
+        cursor_len = rp->has_next_cursor && rp->next_cursor.len <= sizeof cursor
+                         ? rp->next_cursor.len : 0;
+        /* ask for the next page first: the aggregator reads it while this one prints */
+        if (cursor_len) {
+            memcpy(cursor, rp->next_cursor.data, cursor_len);
+            rq->has_cursor = 1;
+            rq->cursor.data = cursor;
+            rq->cursor.len = cursor_len;
+            if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0) {
+                scepwatch__list_enrollments_reply__free_unpacked(rp, NULL);
+                return 1;
+            }
+        }
         for (size_t i = 0; i < rp->n_rows; i++) {
             fn(arg, rp->rows[i], rp->as_of_us, first);
             first = 0;
             (*count)++;
         }
-        cursor_len = rp->has_next_cursor && rp->next_cursor.len <= sizeof cursor
-                         ? rp->next_cursor.len : 0;
-        if (cursor_len)
-            memcpy(cursor, rp->next_cursor.data, cursor_len);
         scepwatch__list_enrollments_reply__free_unpacked(rp, NULL);
         if (!cursor_len)
             return 0;
