@@ -226,12 +226,6 @@ print_stats(const char *file, const struct agent_parser *p, const uint64_t *coun
 /* ---- parse ---- */
 
 struct json_out;
-struct parse_job {
-    const struct common_opts *o;
-    struct agent_reader *r;
-    struct json_out *out;
-};
-static int parse_one(void *arg, const char *path, const struct agent_parse_opts *po);
 
 struct json_out {
     struct sw_buf buf;
@@ -259,22 +253,40 @@ emit_json(void *arg, const struct sw_event *ev)
 static int report_file_error(const char *file, sw_err e);
 static void print_stats(const char *file, const struct agent_parser *p, const uint64_t *counts);
 
+/*
+ * One FILE of parse or send: parse it into the job's emitter, report it.
+ * -1 stops the run (the sender failed); else the file's exit status.
+ */
+struct input_job {
+    const struct common_opts *o;
+    struct agent_reader *r;
+    agent_emit_fn emit;
+    void *emit_arg;
+    const sw_err *emit_err;     /* send: the sender's error */
+    struct json_out *out;       /* parse: flushed after each file */
+};
+
+static void json_flush(struct json_out *o);
+
 static int
-parse_one(void *arg, const char *path, const struct agent_parse_opts *po)
+input_one(void *arg, const char *path, const struct agent_parse_opts *po)
 {
-    struct parse_job *j = arg;
+    struct input_job *j = arg;
     uint64_t counts[AGENT_COUNT_MAX] = { 0 };
     const struct agent_parser *used = NULL;
     sw_err e;
 
+    if (j->emit_err && *j->emit_err != SW_OK)
+        return -1;
     errno = 0;
-    e = agent_parse_file(path, j->o->format, po, j->r, emit_json, j->out, counts, &used);
-    json_flush(j->out);
+    e = agent_parse_file(path, j->o->format, po, j->r, j->emit, j->emit_arg, counts, &used);
+    if (j->out)
+        json_flush(j->out);
     if (e != SW_OK)
         return report_file_error(path, e);
     if (j->o->stats)
         print_stats(path, used, counts);
-    return 0;
+    return j->emit_err && *j->emit_err != SW_OK ? -1 : 0;
 }
 
 static int
@@ -395,8 +407,8 @@ cmd_parse(int argc, char **argv)
     }
     sw_buf_init(&out.buf);
     out.failed = 0;
-    struct parse_job job = { &o, &r, &out };
-    status = for_each_input(&o, argc, argv, parse_one, &job);
+    struct input_job job = { &o, &r, emit_json, &out, NULL, &out };
+    status = for_each_input(&o, argc, argv, input_one, &job);
     json_flush(&out);
     sw_buf_fini(&out.buf);
     agent_reader_fini(&r);
@@ -420,31 +432,6 @@ emit_send(void *arg, const struct sw_event *ev)
     struct send_ctx *c = arg;
     if (c->err == SW_OK)
         c->err = agent_send_add(c->s, ev);
-}
-
-struct send_job {
-    const struct common_opts *o;
-    struct agent_reader *r;
-    struct send_ctx *sc;
-};
-
-static int
-send_one(void *arg, const char *path, const struct agent_parse_opts *po)
-{
-    struct send_job *j = arg;
-    uint64_t counts[AGENT_COUNT_MAX] = { 0 };
-    const struct agent_parser *used = NULL;
-    sw_err e;
-
-    if (j->sc->err != SW_OK)
-        return -1;
-    errno = 0;
-    e = agent_parse_file(path, j->o->format, po, j->r, emit_send, j->sc, counts, &used);
-    if (e != SW_OK)
-        return report_file_error(path, e);
-    if (j->o->stats)
-        print_stats(path, used, counts);
-    return j->sc->err != SW_OK ? -1 : 0;
 }
 
 static int
@@ -475,8 +462,8 @@ cmd_send(int argc, char **argv)
         fprintf(stderr, "scepwatch-agent: out of memory\n");
         return 1;
     }
-    struct send_job job = { &o, &r, &sc };
-    status = for_each_input(&o, argc, argv, send_one, &job);
+    struct input_job job = { &o, &r, emit_send, &sc, &sc.err, NULL };
+    status = for_each_input(&o, argc, argv, input_one, &job);
     if (sc.err == SW_OK)
         sc.err = agent_send_flush(sc.s);
     if (sc.err != SW_OK) {

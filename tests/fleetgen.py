@@ -1808,6 +1808,17 @@ def render_iis(g):
 
 # ---------------------------------------------------------------- scale mode
 
+def android_keys(rng, n):
+    """n certificate request keys as Company Portal logs them (the profile is in LogicalName)."""
+    acct = "fd19e485-e013-44c2-b74d-633899d2861d"
+    keys = []
+    for _ in range(n):
+        h = "%032x" % rng.getrandbits(128)
+        keys.append("ModelName=AC_%s%%2FLogicalName_%s_%s_%s_%s_%s;Hash=%d" % (
+            acct, h[:8], h[8:12], h[12:16], h[16:20], h[20:], rng.randint(-2**31, 2**31 - 1)))
+    return keys
+
+
 def scale(args):
     """One big OMADM.log: args.omadm_lines lines, args.scep_ratio of them from the SCEP loggers
     (jscep and certmgr), interleaved with noise line by line."""
@@ -1817,12 +1828,7 @@ def scale(args):
     ratio = args.scep_ratio
     url = NDES_HOST + MSCEP
     pid = 22114
-    acct = "fd19e485-e013-44c2-b74d-633899d2861d"
-    keys = []
-    for i in range(8):
-        h = "%032x" % rng.getrandbits(128)
-        keys.append("ModelName=AC_%s%%2FLogicalName_%s_%s_%s_%s_%s;Hash=%d" % (
-            acct, h[:8], h[8:12], h[12:16], h[16:20], h[20:], rng.randint(-2**31, 2**31 - 1)))
+    keys = android_keys(rng, 8)
     CEM = "com.microsoft.omadm.platforms.android.certmgr.CertificateEnrollmentManager"
     GET = "org.jscep.transport.UrlConnectionGetTransport"
     POST = "org.jscep.transport.UrlConnectionPostTransport"
@@ -1939,12 +1945,7 @@ def bench_fleet(args):
     ndev = max(1, (n + per_dev - 1) // per_dev)
     span = max(DAY, n * DAY // 2740)
     t0 = parse_start(args.start)
-    acct = "fd19e485-e013-44c2-b74d-633899d2861d"
-    profiles = []
-    for i in range(3):
-        h = "%032x" % rng.getrandbits(128)
-        profiles.append("ModelName=AC_%s%%2FLogicalName_%s_%s_%s_%s_%s;Hash=%d" % (
-            acct, h[:8], h[8:12], h[12:16], h[16:20], h[20:], rng.randint(-2**31, 2**31 - 1)))
+    profiles = android_keys(rng, 3)
     templates = ["IntuneSCEPUser", "IntuneSCEPDevice", "IntuneSCEPWifi"]
     CEM = "com.microsoft.omadm.platforms.android.certmgr.CertificateEnrollmentManager"
     ENC = "org.jscep.message.PkiMessageEncoder"
