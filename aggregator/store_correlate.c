@@ -13,6 +13,7 @@
 
 #include "correlate.h"
 #include "sw_log.h"
+#include "sw_time.h"
 
 #define CERTUTIL_SPAN_US (60LL * 1000000)
 
@@ -131,7 +132,7 @@ enum {
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
-    S_REFRESH_REQ_DONE, S_WORK, S_BACKLOG, S_COUNT
+    S_REFRESH_REQ_DONE, S_WORK, S_BACKLOG, S_REFRESH_ENR, S_REFRESH_REQ, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
@@ -168,6 +169,8 @@ static const char *const sql[S_COUNT] = {
                   " VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
                   " ?16, ?17, ?18)",
     [S_TOUCH_ENR] = "INSERT OR IGNORE INTO touched_enr(id) VALUES(?1)",
+    [S_REFRESH_ENR] = "INSERT OR IGNORE INTO refresh_enr(id) VALUES(?1)",
+    [S_REFRESH_REQ] = "INSERT OR IGNORE INTO refresh_req(request_id) VALUES(?1)",
     [S_TOUCH_REQ] = "INSERT OR IGNORE INTO touched_req(request_id) VALUES(?1)",
     [S_REQ_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
                      " serial, detail, device, request_id, subject, template FROM events"
@@ -895,6 +898,14 @@ tmap_compat(void *arg, const char *profile, const char *tpl)
     return !known;
 }
 
+static sw_err
+queue_req(struct agg_corr *c, const char *rid)
+{
+    sqlite3_stmt *s = stmt(c, S_REFRESH_REQ);
+    sqlite3_bind_text(s, 1, rid, -1, SQLITE_TRANSIENT);
+    return step_done(c, s, "queue refresh");
+}
+
 static int
 key_cmp(const void *a, const void *b, void *arg)
 {
@@ -957,6 +968,7 @@ time_links(struct agg_corr *c)
         if (max_t > hi)
             hi = max_t > hi + grow_by ? max_t : hi + grow_by;
     }
+    int64_t tl = sw_mono_us();
     if ((e = tmap_load(c, &map)) != SW_OK)
         goto out;
     if (agg_match_time(k.enr, k.ne, k.iss, k.ni, c->window_us, tmap_compat, &map) != 0) {
@@ -980,7 +992,7 @@ time_links(struct agg_corr *c)
         int x = iss_find(&k, ord, k.enr_old_rid[i]);
         if (x >= 0)
             was[x] = 1;
-        else if ((e = touch_req(c, k.enr_old_rid[i])) != SW_OK)
+        else if ((e = queue_req(c, k.enr_old_rid[i])) != SW_OK)
             goto out;
     }
     for (size_t i = 0; i < k.ne; i++) {
@@ -998,14 +1010,17 @@ time_links(struct agg_corr *c)
         sqlite3_bind_int(s, 3, link);
         if ((e = step_done(c, s, "set link")) != SW_OK)
             goto out;
-        s = stmt(c, S_TOUCH_ENR);
+        /* links are decided: what changed goes straight to the status refresh */
+        s = stmt(c, S_REFRESH_ENR);
         sqlite3_bind_int64(s, 1, k.enr_id[i]);
-        if ((e = step_done(c, s, "touch")) != SW_OK)
+        if ((e = step_done(c, s, "queue refresh")) != SW_OK)
             goto out;
     }
     for (size_t i = 0; i < k.ni; i++)
-        if (was[i] != (k.iss[i].match >= 0) && (e = touch_req(c, k.iss_key[i])) != SW_OK)
+        if (was[i] != (k.iss[i].match >= 0) && (e = queue_req(c, k.iss_key[i])) != SW_OK)
             goto out;
+    sw_debug("time links: %zu enrollments, %zu issuances; matched and written in %.0f ms",
+             k.ne, k.ni, (double)(sw_mono_us() - tl) / 1000);
     e = SW_OK;
 out:
     free(ord);
@@ -1164,6 +1179,8 @@ links_step(struct agg_corr *c)
     sw_err e;
     int rc;
 
+    int64_t t0 = sw_mono_us(), t1, t2;
+
     c->lo = INT64_MAX;
     c->hi = INT64_MIN;
     if ((e = exec(c, strong_links)) != SW_OK)
@@ -1200,8 +1217,12 @@ links_step(struct agg_corr *c)
         }
         sqlite3_finalize(s);
     }
+    t1 = sw_mono_us();
     if ((e = time_links(c)) != SW_OK)
         return e;
+    t2 = sw_mono_us();
+    sw_debug("links: strong %.0f ms, time %.0f ms", (double)(t1 - t0) / 1000,
+             (double)(t2 - t1) / 1000);
     /* what was touched now waits for its status refresh */
     return exec(c, "INSERT OR IGNORE INTO refresh_enr(id) SELECT id FROM touched_enr;"
                    " INSERT OR IGNORE INTO refresh_req(request_id) SELECT request_id FROM touched_req;"

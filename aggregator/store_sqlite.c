@@ -199,14 +199,6 @@ sqlite_close(struct agg_store *base)
     free(st);
 }
 
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* One correlation step in a transaction of its own; the caller holds st->lock. */
 static sw_err
 corr_step_locked(struct sqlite_store *st, int *idle)
@@ -248,7 +240,7 @@ deadline_in(struct timespec *ts, int64_t us)
 static uint64_t
 corr_catch_up(struct sqlite_store *st, sqlite3 *db)
 {
-    int64_t until = mono_us() + CORR_READ_WAIT_US;
+    int64_t until = sw_mono_us() + CORR_READ_WAIT_US;
     uint64_t target, left = 0;
 
     pthread_mutex_lock(&st->cmu);
@@ -256,7 +248,7 @@ corr_catch_up(struct sqlite_store *st, sqlite3 *db)
     st->waiters++;
     pthread_cond_signal(&st->cv);
     while (st->pending && st->done_gen < target && !st->stopping) {
-        int64_t now = mono_us();
+        int64_t now = sw_mono_us();
         struct timespec ts;
         if (now >= until)
             break;
@@ -290,7 +282,7 @@ correlator_main(void *arg)
 
     pthread_mutex_lock(&st->cmu);
     while (!st->stopping) {
-        int64_t now = mono_us(), wait_us = 1000 * 1000;
+        int64_t now = sw_mono_us(), wait_us = 1000 * 1000;
         if (st->pending) {
             /* quiet since ingest last had the chance to write: a step blocks it */
             int64_t quiet = now - (st->last_ingest_us > st->last_step_end_us
@@ -310,9 +302,9 @@ correlator_main(void *arg)
                 pthread_mutex_lock(&st->cmu);
                 gen = st->mark_gen;
                 pthread_mutex_unlock(&st->cmu);
-                int64_t t0 = mono_us();
+                int64_t t0 = sw_mono_us();
                 sw_err e = corr_step_locked(st, &idle);
-                int64_t t1 = mono_us();
+                int64_t t1 = sw_mono_us();
                 pthread_mutex_unlock(&st->lock);
                 pthread_mutex_lock(&st->cmu);
                 st->last_step_end_us = t1;
@@ -420,7 +412,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     }
     /* marks a crash left behind are worked off by the first pass */
     st->pending = agg_corr_pending(st->corr);
-    st->budget_at_us = mono_us();
+    st->budget_at_us = sw_mono_us();
     st->mark_gen = st->pending;
     if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
         snprintf(why, cap, "cannot start the correlator thread");
@@ -527,7 +519,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         *stored = *dups = 0;
     } else {
         pthread_mutex_lock(&st->cmu);
-        st->last_ingest_us = mono_us();
+        st->last_ingest_us = sw_mono_us();
         if (marked) {
             st->mark_gen++;
             st->pending = 1;

@@ -230,3 +230,11 @@ sw_parse_duration_us(const char *s)
     }
     return any ? total : -1;
 }
+
+int64_t
+sw_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

@@ -39,6 +39,8 @@ int sw_parse_tz(const char *s, size_t n, int *off_min);
 
 /* Wall clock now in microseconds. */
 int64_t sw_now_us(void);
+/* Monotonic microseconds (durations, deadlines). */
+int64_t sw_mono_us(void);
 
 /* Durations "90s", "15m", "1h", "2d", "1h30m"; plain number = seconds. -1 on error. */
 int64_t sw_parse_duration_us(const char *s);
