@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,11 @@ struct agg_server {
     nng_socket sock;
     struct worker *workers;
     int nworkers;
+    atomic_int stopping;        /* workers finish what they hold, then leave */
 };
+
+/* How often an idle worker looks at 'stopping'. */
+#define WORKER_POLL_MS 200
 
 /* A handler fills w->payload; returns a status and, on error, a message. */
 typedef int (*handler_fn)(struct worker *w, const unsigned char *req, size_t n,
@@ -523,6 +528,9 @@ worker_main(void *arg)
         nng_msg *m;
         int rv;
 
+        if (atomic_load(&w->srv->stopping))
+            break;
+        nng_aio_set_timeout(w->aio, WORKER_POLL_MS);
         nng_ctx_recv(w->ctx, w->aio);
         nng_aio_wait(w->aio);
         rv = nng_aio_result(w->aio);
@@ -540,6 +548,7 @@ worker_main(void *arg)
         if (w->reply.cap > (8u << 20))
             sw_buf_fini(&w->reply);
         nng_aio_set_msg(w->aio, m);
+        nng_aio_set_timeout(w->aio, NNG_DURATION_DEFAULT);
         nng_ctx_send(w->ctx, w->aio);
         nng_aio_wait(w->aio);
         rv = nng_aio_result(w->aio);
@@ -572,13 +581,20 @@ agg_server_stop(struct agg_server *srv)
 {
     if (!srv)
         return;
-    nng_close(srv->sock);
+    /*
+     * Workers first: one may be deep in a handler (an ingest waiting for
+     * the writer, a query for correlation) and send its reply after; nng
+     * 1.5 must not see a send on a context of a closed socket.
+     */
+    atomic_store(&srv->stopping, 1);
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->started)
             pthread_join(w->thread, NULL);
-        worker_fini(w);
     }
+    nng_close(srv->sock);
+    for (int i = 0; i < srv->nworkers; i++)
+        worker_fini(&srv->workers[i]);
     free(srv->workers);
     free(srv);
 }
