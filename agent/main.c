@@ -1008,9 +1008,7 @@ kick_pump(void *arg)
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sw_mono_us() / 1000;
 }
 
 static int

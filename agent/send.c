@@ -267,9 +267,7 @@ struct agent_pump {
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sw_mono_us() / 1000;
 }
 
 /* Waits up to ms for a kick or a stop; mutex held. */
@@ -280,13 +278,7 @@ pump_wait_locked(struct agent_pump *p, int ms)
 
     if (p->kicked || p->stop)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    sw_mono_deadline(&ts, (int64_t)ms * 1000);
     while (!p->kicked && !p->stop)
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) != 0)
             break;

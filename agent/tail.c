@@ -27,6 +27,7 @@
 #include "parse.h"
 #include "reader.h"
 #include "sw_log.h"
+#include "sw_time.h"
 #include "sw_wire.h"
 
 #define TAIL_BATCH_EVENTS 2000
@@ -136,9 +137,7 @@ struct agent_tail {
 static int64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sw_mono_us() / 1000;
 }
 
 static int64_t

@@ -132,7 +132,7 @@ enum {
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
-    S_REFRESH_REQ_DONE, S_WORK, S_BACKLOG, S_REFRESH_ENR, S_REFRESH_REQ, S_COUNT
+    S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
@@ -149,11 +149,7 @@ static const char *const sql[S_COUNT] = {
     [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev), EXISTS(SELECT 1 FROM dirty_req),"
                " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
                " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req)",
-    [S_BACKLOG] = "SELECT (SELECT COUNT(*) FROM dirty_dev) + (SELECT COUNT(*) FROM dirty_req) +"
-                  " (SELECT COUNT(*) FROM touched_enr) + (SELECT COUNT(*) FROM touched_req) +"
-                  " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req)",
-    [S_OLD_ENR] = "SELECT request_id, request_us, device_issued_us FROM enrollments"
-                  " WHERE kind = 0 AND device IS ?1",
+    [S_OLD_ENR] = "SELECT request_id FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEV_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
                      " serial, detail, device FROM events"
@@ -294,22 +290,24 @@ agg_corr_batch_marked(const struct agg_corr *c)
     return c->marked;
 }
 
-int
-agg_corr_pending(struct agg_corr *c)
-{
-    return agg_corr_backlog(c) > 0;
-}
-
 uint64_t
-agg_corr_backlog(struct agg_corr *c)
+agg_corr_backlog(sqlite3 *db)
 {
-    sqlite3_stmt *s = stmt(c, S_BACKLOG);
+    static const char q[] =
+        "SELECT (SELECT COUNT(*) FROM dirty_dev) + (SELECT COUNT(*) FROM dirty_req) +"
+        " (SELECT COUNT(*) FROM touched_enr) + (SELECT COUNT(*) FROM touched_req) +"
+        " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req)";
+    sqlite3_stmt *s;
     uint64_t n = 1;     /* cannot tell: assume work */
+
+    if (sqlite3_prepare_v2(db, q, -1, &s, NULL) != SQLITE_OK)
+        return n;
     if (sqlite3_step(s) == SQLITE_ROW)
         n = (uint64_t)sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
+    sqlite3_finalize(s);
     return n;
 }
+
 /* A batch holds runs of one device's events: one INSERT a run, not a row. */
 static int
 repeat(struct agg_corr *c, int kind, const char *p, size_t len)
@@ -512,8 +510,6 @@ store_enrollment(void *arg, const struct agg_enrollment *e)
     s = stmt(c, S_TOUCH_ENR);
     sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(c->db));
     sc->err = step_done(c, s, "touch enrollment");
-    extend(c, e->request_us);
-    extend(c, e->device_issued_us);
 }
 
 static sw_err
@@ -542,8 +538,6 @@ rebuild_device(struct agg_corr *c, const char *device)
         sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *rid = (const char *)sqlite3_column_text(s, 0);
-        extend(c, sqlite3_column_int64(s, 1));
-        extend(c, sqlite3_column_int64(s, 2));
         if (rid && (e = touch_req(c, rid)) != SW_OK) {
             sqlite3_reset(s);
             return e;
@@ -605,8 +599,6 @@ rebuild_issuance(struct agg_corr *c, const char *rid)
     bind_text_or_null(s, 13, iss.detail);
     if ((e = step_done(c, s, "put issuance")) != SW_OK)
         return e;
-    extend(c, iss.recv_lo);
-    extend(c, iss.issued_lo);
     return touch_req(c, rid);
 }
 
@@ -1304,15 +1296,4 @@ agg_corr_step(struct agg_corr *c, int *idle)
                              refresh_request);
     *idle = 1;
     return SW_OK;
-}
-
-sw_err
-agg_corr_run(struct agg_corr *c)
-{
-    sw_err e;
-    int idle = 0;
-
-    while ((e = agg_corr_step(c, &idle)) == SW_OK && !idle)
-        ;
-    return e;
 }

@@ -1,18 +1,18 @@
 /*
  * store_correlate.h - keeps the SQLite store's enrollments and issuances
- * up to date as batches arrive (called inside the ingest transaction, so
- * an acknowledged batch is always correlated).
+ * up to date with its events.
  *
  * The ingest loop marks what a batch touched (devices with new SCEP
- * events, CA request ids with new events) in temp tables.
- * agg_corr_run then rebuilds those devices' enrollments and those
- * requests' issuances from their events, relinks by thumbprint, txn and
- * serial, and re-runs the time-window matching over every stretch of time
- * the change can reach (expanded until no candidate lies within the
- * window of its edge), so the result depends only on the set of stored
- * events, never on the order they came in.
+ * events, CA request ids with new events) in tables committed with the
+ * events.  agg_corr_step then, a bounded step at a time, rebuilds those
+ * devices' enrollments and those requests' issuances from their events,
+ * relinks by thumbprint, txn and serial, re-runs the time-window matching
+ * over every stretch of time the change can reach (expanded until no
+ * candidate lies within the window of its edge), and refreshes statuses,
+ * so the result depends only on the set of stored events, never on the
+ * order they came in.
  *
- * Thread: the writer connection's thread, inside its transaction.
+ * Thread: whoever holds the writer connection, inside its transaction.
  */
 #ifndef AGG_STORE_CORRELATE_H
 #define AGG_STORE_CORRELATE_H
@@ -47,8 +47,6 @@ void agg_corr_close(struct agg_corr *c);
  */
 void agg_corr_batch_begin(struct agg_corr *c);
 int agg_corr_batch_marked(const struct agg_corr *c);
-/* Whether marks are waiting (say, left by a crash). */
-int agg_corr_pending(struct agg_corr *c);
 sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
 sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
 
@@ -65,10 +63,7 @@ sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t 
 #define AGG_CORR_STEP_ROWS 20000
 sw_err agg_corr_step(struct agg_corr *c, int *idle);
 
-/* Steps until idle, in the caller's transaction (tests, small stores). */
-sw_err agg_corr_run(struct agg_corr *c);
-
-/* Rows waiting in the work lists (0 = everything is correlated). */
-uint64_t agg_corr_backlog(struct agg_corr *c);
+/* Rows waiting in the work lists of db, on any connection (0 = all correlated). */
+uint64_t agg_corr_backlog(sqlite3 *db);
 
 #endif

@@ -221,18 +221,6 @@ corr_step_locked(struct sqlite_store *st, int *idle)
     return e;
 }
 
-static void
-deadline_in(struct timespec *ts, int64_t us)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += us / 1000000;
-    ts->tv_nsec += (us % 1000000) * 1000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /*
  * Readers call this first.  Returns the rows still waiting when it gave up
  * waiting (0: what the reader sees is correlated up to its call).
@@ -252,7 +240,7 @@ corr_catch_up(struct sqlite_store *st, sqlite3 *db)
         struct timespec ts;
         if (now >= until)
             break;
-        deadline_in(&ts, until - now);
+        sw_mono_deadline(&ts, until - now);
         pthread_cond_timedwait(&st->done_cv, &st->cmu, &ts);
     }
     st->waiters--;
@@ -260,15 +248,7 @@ corr_catch_up(struct sqlite_store *st, sqlite3 *db)
     pthread_mutex_unlock(&st->cmu);
     if (behind) {
         /* counted on the reader's own connection: a step may hold the writer for long */
-        sqlite3_stmt *q;
-        if (sqlite3_prepare_v2(db, "SELECT (SELECT COUNT(*) FROM dirty_dev) +"
-                               " (SELECT COUNT(*) FROM dirty_req) + (SELECT COUNT(*) FROM touched_enr) +"
-                               " (SELECT COUNT(*) FROM touched_req) + (SELECT COUNT(*) FROM refresh_enr) +"
-                               " (SELECT COUNT(*) FROM refresh_req)", -1, &q, NULL) == SQLITE_OK) {
-            if (sqlite3_step(q) == SQLITE_ROW)
-                left = (uint64_t)sqlite3_column_int64(q, 0);
-            sqlite3_finalize(q);
-        }
+        left = agg_corr_backlog(db);
         if (!left)
             left = 1;
     }
@@ -293,7 +273,7 @@ correlator_main(void *arg)
                 st->budget_us = CORR_BUDGET_MAX_US;
             int64_t duty = st->budget_us > 0 ? 0 : -st->budget_us * 4;
             if (st->waiters || quiet >= CORR_IDLE_US || duty <= 0) {
-                uint64_t gen = st->mark_gen;
+                uint64_t gen;
                 int idle = 0;
                 int64_t quiet_then = quiet;
                 pthread_mutex_unlock(&st->cmu);
@@ -332,7 +312,7 @@ correlator_main(void *arg)
             }
         }
         struct timespec ts;
-        deadline_in(&ts, wait_us);
+        sw_mono_deadline(&ts, wait_us);
         pthread_cond_timedwait(&st->cv, &st->cmu, &ts);
     }
     pthread_cond_broadcast(&st->done_cv);
@@ -377,13 +357,13 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     }
     if ((e = open_conn(path, 0, &st->db, why, cap)) != SW_OK)
         goto fail;
-    /* WAL: readers never block the writer; NORMAL sync is durable in WAL
-     * against process crashes, and the commit is what the ack promises. */
     /*
-     * The page cache holds the hot index pages (without it every random
-     * ident insert is a pread); mmap serves the rest without copies; a
-     * larger WAL between checkpoints writes each hot page once, not per
-     * batch; the correlator's scratch tables live in memory.
+     * WAL: readers never block the writer; NORMAL sync is durable in WAL
+     * against process crashes, and the commit is what the ack promises.
+     * The page cache holds the hot index pages (without it every index
+     * insert is a pread); mmap serves the rest without copies; a larger
+     * WAL between checkpoints writes each hot page once, not per batch;
+     * SQLite's own sort scratch stays in memory.
      */
     if ((e = exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA cache_size=-131072;"
@@ -411,7 +391,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         goto fail;
     }
     /* marks a crash left behind are worked off by the first pass */
-    st->pending = agg_corr_pending(st->corr);
+    st->pending = agg_corr_backlog(st->db) > 0;
     st->budget_at_us = sw_mono_us();
     st->mark_gen = st->pending;
     if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {

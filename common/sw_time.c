@@ -238,3 +238,15 @@ sw_mono_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+void
+sw_mono_deadline(struct timespec *ts, int64_t us)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += us / 1000000;
+    ts->tv_nsec += (long)(us % 1000000) * 1000;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}

@@ -41,6 +41,9 @@ int sw_parse_tz(const char *s, size_t n, int *off_min);
 int64_t sw_now_us(void);
 /* Monotonic microseconds (durations, deadlines). */
 int64_t sw_mono_us(void);
+/* The CLOCK_MONOTONIC time us from now, for a condition variable set to that clock. */
+struct timespec;
+void sw_mono_deadline(struct timespec *ts, int64_t us);
 
 /* Durations "90s", "15m", "1h", "2d", "1h30m"; plain number = seconds. -1 on error. */
 int64_t sw_parse_duration_us(const char *s);

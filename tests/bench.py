@@ -25,6 +25,8 @@ Standard library only.  Timings are wall clock; the machine is described in the 
 """
 
 import argparse
+import csv
+import hashlib
 import json
 import os
 import platform
@@ -179,8 +181,6 @@ COLS = ["device", "source", "platform", "stage", "cert", "ts", "profile", "txn",
 
 def events_csv(a, fleet, out):
     """The fleet's events as CSV for the sqlite3 baseline; returns (events, JSON bytes)."""
-    import csv
-    import hashlib
     agent = os.path.join(a.bin, "scepwatch-agent")
     n = jbytes = 0
     with open(out, "w", newline="") as f:
