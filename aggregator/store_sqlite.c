@@ -57,6 +57,7 @@ struct sqlite_store {
     uint64_t done_gen;          /* mark_gen the last idle step had seen */
     int waiters;                /* readers waiting for the backlog */
     int64_t last_ingest_us;     /* monotonic */
+    int ingesting;              /* batches between arrival and commit */
     int64_t last_step_end_us;
     int64_t budget_us;          /* correlation time earned while ingest runs */
     int64_t budget_at_us;
@@ -265,8 +266,9 @@ correlator_main(void *arg)
         int64_t now = sw_mono_us(), wait_us = 1000 * 1000;
         if (st->pending) {
             /* quiet since ingest last had the chance to write: a step blocks it */
-            int64_t quiet = now - (st->last_ingest_us > st->last_step_end_us
-                                       ? st->last_ingest_us : st->last_step_end_us);
+            int64_t quiet = st->ingesting ? 0
+                            : now - (st->last_ingest_us > st->last_step_end_us
+                                         ? st->last_ingest_us : st->last_step_end_us);
             st->budget_us += (now - st->budget_at_us) / 4;
             st->budget_at_us = now;
             if (st->budget_us > CORR_BUDGET_MAX_US)
@@ -427,12 +429,17 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     char why[256];
 
     *stored = *dups = 0;
+    /* a batch waiting for the writer is activity too: without this, a step
+     * started in the gap took the writer from the next batch */
+    pthread_mutex_lock(&st->cmu);
+    st->ingesting++;
+    pthread_mutex_unlock(&st->cmu);
     pthread_mutex_lock(&st->lock);
     agg_corr_batch_begin(st->corr);
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
         sw_error("store: %s", why);
-        pthread_mutex_unlock(&st->lock);
-        return SW_EDB;
+        e = SW_EDB;
+        n = 0;
     }
     for (size_t i = 0; i < n; i++) {
         const struct sw_event *ev = &evs[i];
@@ -497,16 +504,17 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     if (e != SW_OK) {
         exec(st->db, "ROLLBACK", why, sizeof why);
         *stored = *dups = 0;
-    } else {
-        pthread_mutex_lock(&st->cmu);
-        st->last_ingest_us = sw_mono_us();
-        if (marked) {
-            st->mark_gen++;
-            st->pending = 1;
-            pthread_cond_signal(&st->cv);
-        }
-        pthread_mutex_unlock(&st->cmu);
+        marked = 0;
     }
+    pthread_mutex_lock(&st->cmu);
+    st->ingesting--;
+    st->last_ingest_us = sw_mono_us();
+    if (marked) {
+        st->mark_gen++;
+        st->pending = 1;
+        pthread_cond_signal(&st->cv);
+    }
+    pthread_mutex_unlock(&st->cmu);
     pthread_mutex_unlock(&st->lock);
     return e;
 }
