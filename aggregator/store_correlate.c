@@ -61,16 +61,10 @@ const char agg_corr_schema[] =
     "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial);\n"
     "CREATE INDEX IF NOT EXISTS enr_request_us ON enrollments(request_us);\n"
     "CREATE INDEX IF NOT EXISTS enr_dev_issued_us ON enrollments(device_issued_us);\n"
-    "-- CA events only: device events carry no request id\n"
-    "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) WHERE request_id IS NOT NULL;\n"
     "-- which template each profile's certificates were issued under, as strong links showed\n"
     "CREATE TABLE IF NOT EXISTS profile_templates(profile TEXT NOT NULL, template TEXT NOT NULL,\n"
     "  PRIMARY KEY(profile, template));\n"
-    "-- a device's events come from events_device_ts (device, ts_us): one index less a row\n"
-    "DROP INDEX IF EXISTS events_device_cert_ts;\n"
-    "-- what the next correlation pass must revisit; committed with the events\n"
-    "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY);\n"
-    "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY);\n"
+    "CREATE TABLE IF NOT EXISTS corr_meta(key TEXT PRIMARY KEY, value TEXT);\n"
     "-- rebuilt rows whose links are to be re-decided, then rows whose status is to be\n"
     "-- refreshed: the pass runs in steps, each its own transaction, and resumes after a crash\n"
     "CREATE TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
@@ -85,44 +79,68 @@ const char agg_corr_schema[] =
  */
 #define AGG_CORR_VERSION "3"
 
+static sw_err
+corr_exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        sw_error("correlate: schema: %s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return SW_EDB;
+    }
+    return SW_OK;
+}
+
 sw_err
-agg_corr_prepare_schema(sqlite3 *db)
+agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
 {
     sqlite3_stmt *s;
     int current = 0;
-    char *err = NULL;
+    sw_err e;
 
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'corr_version'", -1, &s,
-                           NULL) != SQLITE_OK) {
-        sw_error("correlate: %s", sqlite3_errmsg(db));
+    if ((e = corr_exec(cdb, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS main.corr_meta("
+                            "key TEXT PRIMARY KEY, value TEXT);")) != SW_OK)
+        return e;
+    if (sqlite3_prepare_v2(cdb, "SELECT value FROM main.corr_meta WHERE key = 'corr_version'",
+                           -1, &s, NULL) != SQLITE_OK) {
+        sw_error("correlate: %s", sqlite3_errmsg(cdb));
+        corr_exec(cdb, "ROLLBACK");
         return SW_EDB;
     }
     if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
         current = strcmp((const char *)sqlite3_column_text(s, 0), AGG_CORR_VERSION) == 0;
     sqlite3_finalize(s);
-    if (!current &&
-        sqlite3_exec(db,
-                     "DROP TABLE IF EXISTS enrollments; DROP TABLE IF EXISTS issuances;"
-                     " DROP TABLE IF EXISTS profile_templates;", NULL, NULL, &err) != SQLITE_OK)
-        goto fail;
-    if (sqlite3_exec(db, agg_corr_schema, NULL, NULL, &err) != SQLITE_OK)
-        goto fail;
-    if (!current &&
-        sqlite3_exec(db,
-                     "DELETE FROM touched_enr; DELETE FROM touched_req;"
-                     " DELETE FROM refresh_enr; DELETE FROM refresh_req;"
-                     "INSERT OR IGNORE INTO dirty_dev(device) SELECT DISTINCT ifnull(device, '')"
-                     " FROM events WHERE cert = 1 AND platform IN (1, 2, 3);"
-                     "INSERT OR IGNORE INTO dirty_req(request_id) SELECT DISTINCT request_id"
-                     " FROM events WHERE request_id IS NOT NULL AND platform = 4;"
-                     "INSERT OR REPLACE INTO meta(key, value) VALUES('corr_version', '"
-                     AGG_CORR_VERSION "');", NULL, NULL, &err) != SQLITE_OK)
-        goto fail;
-    return SW_OK;
-fail:
-    sw_error("correlate: schema: %s", err ? err : sqlite3_errmsg(db));
-    sqlite3_free(err);
-    return SW_EDB;
+    if ((!current &&
+         (e = corr_exec(cdb, "DROP TABLE IF EXISTS main.enrollments;"
+                             " DROP TABLE IF EXISTS main.issuances;"
+                             " DROP TABLE IF EXISTS main.profile_templates;"
+                             " DROP TABLE IF EXISTS main.touched_enr;"
+                             " DROP TABLE IF EXISTS main.touched_req;"
+                             " DROP TABLE IF EXISTS main.refresh_enr;"
+                             " DROP TABLE IF EXISTS main.refresh_req;")) != SW_OK) ||
+        (e = corr_exec(cdb, agg_corr_schema)) != SW_OK ||
+        (e = corr_exec(cdb, "COMMIT")) != SW_OK) {
+        corr_exec(cdb, "ROLLBACK");
+        return e;
+    }
+    if (current)
+        return SW_OK;
+    /*
+     * Every device and request dirty, committed with the events, before the
+     * version is written: a crash in between only repeats this.
+     */
+    if ((e = corr_exec(wdb, "BEGIN IMMEDIATE;"
+                            "INSERT OR IGNORE INTO dirty_dev(device) SELECT DISTINCT"
+                            " ifnull(device, '') FROM events"
+                            " WHERE cert = 1 AND platform IN (1, 2, 3);"
+                            "INSERT OR IGNORE INTO dirty_req(request_id) SELECT DISTINCT request_id"
+                            " FROM events WHERE request_id IS NOT NULL AND platform = 4;"
+                            "COMMIT;")) != SW_OK) {
+        corr_exec(wdb, "ROLLBACK");
+        return e;
+    }
+    return corr_exec(cdb, "INSERT OR REPLACE INTO main.corr_meta(key, value)"
+                          " VALUES('corr_version', '" AGG_CORR_VERSION "')");
 }
 
 
@@ -136,12 +154,17 @@ enum {
 };
 
 static const char *const sql[S_COUNT] = {
-    [S_MARK_DEV] = "INSERT OR IGNORE INTO dirty_dev(device) VALUES(?1)",
-    [S_MARK_REQ] = "INSERT OR IGNORE INTO dirty_req(request_id) VALUES(?1)",
-    [S_DEV_LIST] = "SELECT device FROM dirty_dev ORDER BY device LIMIT ?1",
-    [S_REQ_LIST] = "SELECT request_id FROM dirty_req ORDER BY request_id LIMIT ?1",
-    [S_DEV_DONE] = "DELETE FROM dirty_dev WHERE device <= ?1",
-    [S_REQ_DONE] = "DELETE FROM dirty_req WHERE request_id <= ?1",
+    /* on the events writer: a mark names the batch that made it */
+    [S_MARK_DEV] = "INSERT INTO dirty_dev(device, gen) VALUES(?1, ?2)"
+                   " ON CONFLICT(device) DO UPDATE SET gen = excluded.gen",
+    [S_MARK_REQ] = "INSERT INTO dirty_req(request_id, gen) VALUES(?1, ?2)"
+                   " ON CONFLICT(request_id) DO UPDATE SET gen = excluded.gen",
+    /* a mark made again after the step read it (a later batch) stays */
+    [S_DEV_DONE] = "DELETE FROM dirty_dev WHERE device <= ?1 AND gen <= ?2",
+    [S_REQ_DONE] = "DELETE FROM dirty_req WHERE request_id <= ?1 AND gen <= ?2",
+    /* the rest on the correlation connection: the derived database, events attached */
+    [S_DEV_LIST] = "SELECT device, gen FROM dirty_dev ORDER BY device LIMIT ?1",
+    [S_REQ_LIST] = "SELECT request_id, gen FROM dirty_req ORDER BY request_id LIMIT ?1",
     [S_REFRESH_ENR_LIST] = "SELECT id FROM refresh_enr ORDER BY id LIMIT ?1",
     [S_REFRESH_ENR_DONE] = "DELETE FROM refresh_enr WHERE id <= ?1",
     [S_REFRESH_REQ_LIST] = "SELECT request_id FROM refresh_req ORDER BY request_id LIMIT ?1",
@@ -212,8 +235,14 @@ static const char *const sql[S_COUNT] = {
 };
 
 struct agg_corr {
-    sqlite3 *db;
+    sqlite3 *db;                /* derived database, events attached as "ev" */
+    sqlite3 *wdb;               /* events writer: marks and their removal */
     sqlite3_stmt *st[S_COUNT];
+    /* dirty marks a committed step has worked off, for agg_corr_finish */
+    int fin_which;              /* S_DEV_DONE / S_REQ_DONE, 0 none */
+    char *fin_key;
+    int64_t fin_gen;
+    int64_t gen;                /* the ingest batch marking now */
     int64_t window_us;
     int64_t lo, hi;             /* the time region the change reaches */
     /* this ingest transaction's marks: the last one, to skip repeats */
@@ -240,21 +269,25 @@ stmt(struct agg_corr *c, int which)
 }
 
 sw_err
-agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out)
+agg_corr_open(sqlite3 *cdb, sqlite3 *wdb, int64_t window_us, struct agg_corr **out)
 {
     struct agg_corr *c = calloc(1, sizeof *c);
 
     *out = NULL;
     if (!c)
         return SW_ENOMEM;
-    c->db = db;
+    c->db = cdb;
+    c->wdb = wdb;
     c->window_us = window_us;
-    for (int i = 0; i < S_COUNT; i++)
+    for (int i = 0; i < S_COUNT; i++) {
+        sqlite3 *db = i == S_MARK_DEV || i == S_MARK_REQ || i == S_DEV_DONE || i == S_REQ_DONE
+                          ? wdb : cdb;
         if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) != SQLITE_OK) {
             sw_error("correlate: prepare %d: %s", i, sqlite3_errmsg(db));
             agg_corr_close(c);
             return SW_EDB;
         }
+    }
     *out = c;
     return SW_OK;
 }
@@ -266,6 +299,7 @@ agg_corr_close(struct agg_corr *c)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(c->st[i]);
+    free(c->fin_key);
     free(c);
 }
 
@@ -277,11 +311,52 @@ step_done(struct agg_corr *c, sqlite3_stmt *s, const char *what)
     return rc == SQLITE_DONE ? SW_OK : db_err(c, what);
 }
 
+/* A statement of the events writer connection. */
+static sw_err
+step_wdb(struct agg_corr *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return SW_OK;
+    sw_error("correlate: %s: %s", what, sqlite3_errmsg(c->wdb));
+    return SW_EDB;
+}
+
+int
+agg_corr_finish_pending(const struct agg_corr *c)
+{
+    return c->fin_which != 0;
+}
+
 void
-agg_corr_batch_begin(struct agg_corr *c)
+agg_corr_discard(struct agg_corr *c)
+{
+    c->fin_which = 0;
+    free(c->fin_key);
+    c->fin_key = NULL;
+}
+
+sw_err
+agg_corr_finish(struct agg_corr *c)
+{
+    sw_err e = SW_OK;
+    if (c->fin_which) {
+        sqlite3_stmt *s = stmt(c, c->fin_which);
+        sqlite3_bind_text(s, 1, c->fin_key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, c->fin_gen);
+        e = step_wdb(c, s, "marks done");
+    }
+    agg_corr_discard(c);
+    return e;
+}
+
+void
+agg_corr_batch_begin(struct agg_corr *c, int64_t gen)
 {
     c->marked = 0;
     c->last_kind = 0;
+    c->gen = gen;
 }
 
 int
@@ -335,7 +410,8 @@ agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
     c->marked = 1;
     sqlite3_stmt *s = stmt(c, S_MARK_DEV);
     sqlite3_bind_text(s, 1, device ? device : "", (int)len, SQLITE_STATIC);
-    return step_done(c, s, "mark device");
+    sqlite3_bind_int64(s, 2, c->gen);
+    return step_wdb(c, s, "mark device");
 }
 
 sw_err
@@ -346,7 +422,8 @@ agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len)
     c->marked = 1;
     sqlite3_stmt *s = stmt(c, S_MARK_REQ);
     sqlite3_bind_text(s, 1, request_id, (int)len, SQLITE_STATIC);
-    return step_done(c, s, "mark request");
+    sqlite3_bind_int64(s, 2, c->gen);
+    return step_wdb(c, s, "mark request");
 }
 
 static void
@@ -603,9 +680,11 @@ rebuild_issuance(struct agg_corr *c, const char *rid)
 }
 
 /*
- * Runs fn(c, text) for the first 'limit' rows of a one-column query bound
- * to ?1 = limit (rows copied first), then deletes them with 'done'
- * (?1 = the last one, the list being ordered).
+ * Runs fn(c, text) for the first 'limit' rows of a query bound to ?1 =
+ * limit (rows copied first), then deletes them with 'done' (?1 = the last
+ * one, the list being ordered).  The dirty marks live in the events
+ * database: their 'done' is left for agg_corr_finish, with ?2 = the latest
+ * batch (column 1) among the rows read.
  */
 static sw_err
 for_each_text(struct agg_corr *c, int which, int done, int64_t limit,
@@ -615,11 +694,15 @@ for_each_text(struct agg_corr *c, int which, int done, int64_t limit,
     size_t n = 0, cap = 0;
     sqlite3_stmt *s = stmt(c, which);
     sw_err e = SW_OK;
+    int deferred = done == S_DEV_DONE || done == S_REQ_DONE;
+    int64_t gen = 0;
     int rc;
 
     sqlite3_bind_int64(s, 1, limit);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
+        if (deferred && sqlite3_column_int64(s, 1) > gen)
+            gen = sqlite3_column_int64(s, 1);
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             char **ni = realloc(items, cap * sizeof *ni);
@@ -641,7 +724,12 @@ for_each_text(struct agg_corr *c, int which, int done, int64_t limit,
     for (size_t i = 0; i < n; i++)
         if (e == SW_OK)
             e = fn(c, items[i]);
-    if (e == SW_OK && n) {
+    if (e == SW_OK && n && deferred) {
+        agg_corr_discard(c);
+        c->fin_which = done;
+        c->fin_key = items[--n];
+        c->fin_gen = gen;
+    } else if (e == SW_OK && n) {
         s = stmt(c, done);
         sqlite3_bind_text(s, 1, items[n - 1], -1, SQLITE_TRANSIENT);
         e = step_done(c, s, "done");

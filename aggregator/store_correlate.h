@@ -2,9 +2,14 @@
  * store_correlate.h - keeps the SQLite store's enrollments and issuances
  * up to date with its events.
  *
+ * The derived tables (enrollments, issuances and their work lists) live
+ * in a database of their own, written by the correlation connection while
+ * the events writer ingests: the two run side by side, on two cores.
+ *
  * The ingest loop marks what a batch touched (devices with new SCEP
- * events, CA request ids with new events) in tables committed with the
- * events.  agg_corr_step then, a bounded step at a time, rebuilds those
+ * events, CA request ids with new events) in tables of the events
+ * database, committed with the events and tagged with the batch's number.
+ * agg_corr_step then, a bounded step at a time, rebuilds those
  * devices' enrollments and those requests' issuances from their events,
  * relinks by thumbprint, txn and serial, re-runs the time-window matching
  * over every stretch of time the change can reach (expanded until no
@@ -12,7 +17,11 @@
  * so the result depends only on the set of stored events, never on the
  * order they came in.
  *
- * Thread: whoever holds the writer connection, inside its transaction.
+ * Threads: marks are made by the ingest thread on the events writer
+ * connection; steps run on the correlation connection (the derived
+ * database with the events database attached as "ev"), each in a
+ * transaction of its own; agg_corr_finish then removes the marks a step
+ * worked off, on the events writer, under the writer's lock.
  */
 #ifndef AGG_STORE_CORRELATE_H
 #define AGG_STORE_CORRELATE_H
@@ -27,25 +36,27 @@
 extern const char agg_corr_schema[];
 
 /*
- * Creates the correlation tables, or drops and recreates them (marking
- * every device and request dirty) when they are of an older derivation.
- * Run at open, inside a transaction, after the events schema.
+ * Creates the correlation tables in cdb's main database, or drops and
+ * recreates them (marking every device and request dirty through wdb)
+ * when they are of an older derivation or absent.  Run at open, before
+ * any thread, after the events schema; not inside a transaction.
  */
-sw_err agg_corr_prepare_schema(sqlite3 *db);
+sw_err agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb);
 
 struct agg_corr;
 
-/* Prepares the temp tables and statements on the writer connection. */
-sw_err agg_corr_open(sqlite3 *db, int64_t window_us, struct agg_corr **out);
+/* Prepares the statements: on cdb (derived, events attached) and wdb (events writer). */
+sw_err agg_corr_open(sqlite3 *cdb, sqlite3 *wdb, int64_t window_us, struct agg_corr **out);
 void agg_corr_close(struct agg_corr *c);
 
 /*
  * Marks a device / request id dirty (from the ingest loop), in tables of
- * the database: marks commit with the events, and a pass may come later.
- * batch_begin starts an ingest transaction's bookkeeping (a repeat of the
- * last mark is skipped); batch_marked says whether it marked anything.
+ * the events database: marks commit with the events, and a pass may come
+ * later.  batch_begin starts an ingest transaction's bookkeeping (gen: the
+ * batch's number, increasing; a repeat of the last mark is skipped);
+ * batch_marked says whether it marked anything.
  */
-void agg_corr_batch_begin(struct agg_corr *c);
+void agg_corr_batch_begin(struct agg_corr *c, int64_t gen);
 int agg_corr_batch_marked(const struct agg_corr *c);
 sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
 sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
@@ -63,7 +74,17 @@ sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t 
 #define AGG_CORR_STEP_ROWS 20000
 sw_err agg_corr_step(struct agg_corr *c, int *idle);
 
-/* Rows waiting in the work lists of db, on any connection (0 = all correlated). */
+/*
+ * After a step's commit: removes the dirty marks it worked off (those not
+ * marked again since), on the events writer.  After a rollback: discard.
+ * A crash between the two only repeats work (a rebuild is idempotent).
+ */
+int agg_corr_finish_pending(const struct agg_corr *c);
+sw_err agg_corr_finish(struct agg_corr *c);
+void agg_corr_discard(struct agg_corr *c);
+
+/* Rows waiting in the work lists, on a connection to the derived database
+ * with the events attached (0 = all correlated). */
 uint64_t agg_corr_backlog(sqlite3 *db);
 
 #endif

@@ -1,14 +1,25 @@
 /*
  * store_sqlite.c - the embedded default store: SQLite in WAL mode.
  *
- * One writer connection guarded by a mutex; one connection per reader.
- * Ingest is one transaction per batch with prepared statements, so a
- * batch is either wholly committed (and then acknowledged) or not at all.
+ * Two database files: PATH holds the events (the record: what agents
+ * sent) and the correlation work marks; PATH-derived holds what is
+ * computed from them (enrollments, issuances, their work lists), so the
+ * events writer and the correlator write side by side instead of taking
+ * turns.  Deleting PATH-derived makes the next start rebuild it.
+ *
+ * One events writer connection guarded by a mutex; one correlation
+ * connection (the derived database, the events attached) owned by the
+ * correlator thread; one connection per reader (the same shape, read
+ * only).  Ingest is one transaction per batch with prepared statements,
+ * so a batch is either wholly committed (and then acknowledged) or not.
  * SQL stays close to the standard (INSERT ... ON CONFLICT DO NOTHING works
  * in PostgreSQL too).
  */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,28 +34,27 @@
  * Correlation is deferred and runs in steps (agg_corr_step), on the
  * correlator thread: an ingest commits its events and their dirty marks
  * (persistent, in the same transaction) and returns; the correlator then
- * works the backlog off a step at a time, each step its own transaction,
- * taking the writer between batches:
- *  - at once when ingest has been quiet for CORR_IDLE_US, or a reader waits;
- *  - during a sustained stream, from a budget that earns a quarter of the
- *    wall time and pays each step's cost, so correlation takes about a
- *    fifth of the writer and the backlog stays bounded.
+ * works the backlog off a step at a time, each step a transaction of the
+ * derived database, while ingest goes on.  Only removing the marks a step
+ * worked off takes the events writer, briefly.
  * A reader of enrollments or the funnel waits up to CORR_READ_WAIT_US for
  * the backlog it can see to be worked off (so an admin reads what was just
  * sent, correlated); past that it answers from what is correlated so far
  * and says how much is still waiting.
  */
-#define CORR_IDLE_US (100 * 1000)
 #define CORR_READ_WAIT_US (10 * 1000 * 1000)
-#define CORR_BUDGET_MAX_US (2 * 1000 * 1000)
+#define CORR_NICE 10
 
 struct sqlite_store {
     struct agg_store base;
-    char *path;
-    sqlite3 *db;                /* writer */
+    char *path;                 /* events */
+    char *dpath;                /* derived: path + "-derived" */
+    sqlite3 *db;                /* events writer */
+    sqlite3 *cdb;               /* correlation: derived, events attached */
     sqlite3_stmt *insert;
-    struct agg_corr *corr;      /* correlation on the writer connection */
-    pthread_mutex_t lock;       /* the writer connection */
+    struct agg_corr *corr;
+    int64_t batch_gen;          /* the last ingest batch's number, under lock */
+    pthread_mutex_t lock;       /* the events writer connection */
     /* correlation state, under cmu (never held while waiting for lock) */
     pthread_mutex_t cmu;
     pthread_cond_t cv;          /* wakes the correlator */
@@ -56,11 +66,6 @@ struct sqlite_store {
     uint64_t mark_gen;          /* ingests that marked something */
     uint64_t done_gen;          /* mark_gen the last idle step had seen */
     int waiters;                /* readers waiting for the backlog */
-    int64_t last_ingest_us;     /* monotonic */
-    int ingesting;              /* batches between arrival and commit */
-    int64_t last_step_end_us;
-    int64_t budget_us;          /* correlation time earned while ingest runs */
-    int64_t budget_at_us;
     uint64_t steps, step_us;    /* for the log */
 };
 
@@ -97,6 +102,13 @@ static const char schema[] =
     ");\n"
     "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_us);\n"
     "CREATE INDEX IF NOT EXISTS events_device_ts ON events(device, ts_us);\n"
+    "-- CA events only: device events carry no request id\n"
+    "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) WHERE request_id IS NOT NULL;\n"
+    "-- what correlation must revisit, committed with the events; gen: the batch that\n"
+    "-- marked it last (a mark made again while a step works stays for the next one)\n"
+    "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0);\n"
+    "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY,"
+    " gen INTEGER NOT NULL DEFAULT 0);\n"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');\n";
 
 static const char insert_sql[] =
@@ -172,6 +184,74 @@ check_version(sqlite3 *db, char *why, size_t cap)
     return e;
 }
 
+/*
+ * A database of the same version written before the derived tables moved
+ * out: marks gain their batch number; the derived tables left here go
+ * (the derived database is rebuilt from the events).
+ */
+static sw_err
+migrate(sqlite3 *db, char *why, size_t cap)
+{
+    static const char *const tables[] = { "dirty_dev", "dirty_req" };
+    char sql[160];
+    sw_err e;
+
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        sqlite3_stmt *s = NULL;
+        snprintf(sql, sizeof sql, "SELECT gen FROM %s LIMIT 0", tables[i]);
+        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+            sqlite3_finalize(s);
+            continue;
+        }
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN gen INTEGER NOT NULL DEFAULT 0",
+                 tables[i]);
+        if ((e = exec(db, sql, why, cap)) != SW_OK)
+            return e;
+    }
+    return exec(db, "DROP TABLE IF EXISTS enrollments; DROP TABLE IF EXISTS issuances;"
+                    " DROP TABLE IF EXISTS profile_templates; DROP TABLE IF EXISTS touched_enr;"
+                    " DROP TABLE IF EXISTS touched_req; DROP TABLE IF EXISTS refresh_enr;"
+                    " DROP TABLE IF EXISTS refresh_req;"
+                    " DELETE FROM meta WHERE key = 'corr_version';", why, cap);
+}
+
+/* The latest batch number among the marks (batch numbers go on from it). */
+static int64_t
+last_gen(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int64_t g = 0;
+    if (sqlite3_prepare_v2(db, "SELECT max(ifnull((SELECT max(gen) FROM dirty_dev), 0),"
+                               " ifnull((SELECT max(gen) FROM dirty_req), 0))", -1, &s,
+                           NULL) != SQLITE_OK)
+        return 0;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        g = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return g;
+}
+
+/* The derived database on a connection: main, with the events attached as "ev". */
+static sw_err
+attach_events(sqlite3 *db, const char *events_path, char *why, size_t cap)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS ev", -1, &s, NULL) != SQLITE_OK) {
+        set_why(why, cap, db, "attach");
+        return SW_EDB;
+    }
+    sqlite3_bind_text(s, 1, events_path, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        set_why(why, cap, db, events_path);
+        return SW_EDB;
+    }
+    return SW_OK;
+}
+
 static void
 sqlite_close(struct agg_store *base)
 {
@@ -191,34 +271,48 @@ sqlite_close(struct agg_store *base)
     }
     sqlite3_finalize(st->insert);
     agg_corr_close(st->corr);
+    sqlite3_close(st->cdb);
     sqlite3_close(st->db);
     pthread_cond_destroy(&st->cv);
     pthread_cond_destroy(&st->done_cv);
     pthread_mutex_destroy(&st->cmu);
     pthread_mutex_destroy(&st->lock);
     free(st->path);
+    free(st->dpath);
     free(st);
 }
 
-/* One correlation step in a transaction of its own; the caller holds st->lock. */
+/*
+ * One correlation step in a transaction of the derived database (deferred:
+ * the events are only read, so the events writer is never blocked), then
+ * the removal of the marks it worked off, on the events writer.
+ */
 static sw_err
-corr_step_locked(struct sqlite_store *st, int *idle)
+corr_step(struct sqlite_store *st, int *idle)
 {
     char why[256];
     sw_err e;
 
     *idle = 0;
-    if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
+    if (exec(st->cdb, "BEGIN", why, sizeof why) != SW_OK) {
         sw_error("store: correlate: %s", why);
         return SW_EDB;
     }
     e = agg_corr_step(st->corr, idle);
-    if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
+    if (e == SW_OK && exec(st->cdb, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: correlate: commit: %s", why);
         e = SW_EDB;
     }
-    if (e != SW_OK)
-        exec(st->db, "ROLLBACK", why, sizeof why);
+    if (e != SW_OK) {
+        exec(st->cdb, "ROLLBACK", why, sizeof why);
+        agg_corr_discard(st->corr);
+        return e;
+    }
+    if (agg_corr_finish_pending(st->corr)) {
+        pthread_mutex_lock(&st->lock);
+        e = agg_corr_finish(st->corr);
+        pthread_mutex_unlock(&st->lock);
+    }
     return e;
 }
 
@@ -261,57 +355,39 @@ correlator_main(void *arg)
 {
     struct sqlite_store *st = arg;
 
+    /*
+     * Ingest first: an agent waits for its acknowledgement, a report waits
+     * for correlation only when asked.  On Linux, nice is per thread; where
+     * it is not, this lowers nothing that matters.
+     */
+#ifdef SYS_gettid
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CORR_NICE);
+#endif
     pthread_mutex_lock(&st->cmu);
     while (!st->stopping) {
-        int64_t now = sw_mono_us(), wait_us = 1000 * 1000;
+        int64_t wait_us = 1000 * 1000;
         if (st->pending) {
-            /* quiet since ingest last had the chance to write: a step blocks it */
-            int64_t quiet = st->ingesting ? 0
-                            : now - (st->last_ingest_us > st->last_step_end_us
-                                         ? st->last_ingest_us : st->last_step_end_us);
-            st->budget_us += (now - st->budget_at_us) / 4;
-            st->budget_at_us = now;
-            if (st->budget_us > CORR_BUDGET_MAX_US)
-                st->budget_us = CORR_BUDGET_MAX_US;
-            int64_t duty = st->budget_us > 0 ? 0 : -st->budget_us * 4;
-            if (st->waiters || quiet >= CORR_IDLE_US || duty <= 0) {
-                uint64_t gen;
-                int idle = 0;
-                int64_t quiet_then = quiet;
-                pthread_mutex_unlock(&st->cmu);
-                pthread_mutex_lock(&st->lock);
-                /* marks committed before this point are seen by this step */
-                pthread_mutex_lock(&st->cmu);
-                gen = st->mark_gen;
-                pthread_mutex_unlock(&st->cmu);
-                int64_t t0 = sw_mono_us();
-                sw_err e = corr_step_locked(st, &idle);
-                int64_t t1 = sw_mono_us();
-                pthread_mutex_unlock(&st->lock);
-                pthread_mutex_lock(&st->cmu);
-                st->last_step_end_us = t1;
-                st->budget_us -= t1 - t0;
-                if (st->budget_us < -CORR_BUDGET_MAX_US)
-                    st->budget_us = -CORR_BUDGET_MAX_US;
-                st->steps++;
-                st->step_us += (uint64_t)(t1 - t0);
-                sw_debug("correlation step %llu: %.1f ms (quiet %lld ms, budget %lld ms, %d waiting)",
-                         (unsigned long long)st->steps, (double)(t1 - t0) / 1000,
-                         (long long)(quiet_then / 1000), (long long)(st->budget_us / 1000), st->waiters);
-                if (e == SW_OK && idle) {
-                    st->done_gen = gen;
-                    if (st->mark_gen == gen)
-                        st->pending = 0;
-                }
-                pthread_cond_broadcast(&st->done_cv);
-                if (e == SW_OK)
-                    continue;
-                wait_us = 1000 * 1000;     /* logged; retried later */
-            } else {
-                wait_us = CORR_IDLE_US - quiet;
-                if (duty < wait_us)
-                    wait_us = duty;
+            int idle = 0;
+            /* marks committed before this point are seen by this step */
+            uint64_t gen = st->mark_gen;
+            pthread_mutex_unlock(&st->cmu);
+            int64_t t0 = sw_mono_us();
+            sw_err e = corr_step(st, &idle);
+            int64_t t1 = sw_mono_us();
+            pthread_mutex_lock(&st->cmu);
+            st->steps++;
+            st->step_us += (uint64_t)(t1 - t0);
+            sw_debug("correlation step %llu: %.1f ms (%d waiting)", (unsigned long long)st->steps,
+                     (double)(t1 - t0) / 1000, st->waiters);
+            if (e == SW_OK && idle) {
+                st->done_gen = gen;
+                if (st->mark_gen == gen)
+                    st->pending = 0;
             }
+            pthread_cond_broadcast(&st->done_cv);
+            if (e == SW_OK)
+                continue;
+            /* logged; retried later */
         }
         struct timespec ts;
         sw_mono_deadline(&ts, wait_us);
@@ -340,11 +416,16 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     sw_err e;
 
     *out = NULL;
-    if (!st || !(st->path = strdup(path))) {
+    if (!st || !(st->path = strdup(path)) ||
+        !(st->dpath = malloc(strlen(path) + sizeof "-derived"))) {
+        if (st)
+            free(st->path);
         free(st);
         snprintf(why, cap, "out of memory");
         return SW_ENOMEM;
     }
+    strcpy(st->dpath, path);
+    strcat(st->dpath, "-derived");
     pthread_once(&once, sqlite_global_config);
     st->base.ops = &agg_store_sqlite;
     pthread_mutex_init(&st->lock, NULL);
@@ -367,15 +448,17 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
      * WAL between checkpoints writes each hot page once, not per batch;
      * SQLite's own sort scratch stays in memory.
      */
-    if ((e = exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                          "PRAGMA foreign_keys=ON; PRAGMA cache_size=-131072;"
-                          "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=8192;"
-                          "PRAGMA temp_store=MEMORY;", why, cap)) != SW_OK ||
+    static const char pragmas[] =
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        "PRAGMA foreign_keys=ON; PRAGMA cache_size=-131072;"
+        "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=8192;"
+        "PRAGMA temp_store=MEMORY;";
+    if ((e = exec(st->db, pragmas, why, cap)) != SW_OK ||
         (e = exec(st->db, "BEGIN IMMEDIATE", why, cap)) != SW_OK)
         goto fail;
     if ((e = exec(st->db, schema, why, cap)) != SW_OK ||
         (e = check_version(st->db, why, cap)) != SW_OK ||
-        (e = agg_corr_prepare_schema(st->db)) != SW_OK ||
+        (e = migrate(st->db, why, cap)) != SW_OK ||
         (e = exec(st->db, "COMMIT", why, cap)) != SW_OK) {
         char ignore[256];
         if (!*why)
@@ -383,8 +466,19 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         exec(st->db, "ROLLBACK", ignore, sizeof ignore);
         goto fail;
     }
-    if ((e = agg_corr_open(st->db, AGG_LINK_WINDOW_US, &st->corr)) != SW_OK) {
-        set_why(why, cap, st->db, "correlation");
+    /* the derived database, its own writer; the events read through "ev" */
+    if ((e = open_conn(st->dpath, 0, &st->cdb, why, cap)) != SW_OK ||
+        (e = exec(st->cdb, pragmas, why, cap)) != SW_OK ||
+        (e = attach_events(st->cdb, path, why, cap)) != SW_OK ||
+        (e = exec(st->cdb, "PRAGMA ev.cache_size=-65536; PRAGMA ev.mmap_size=1073741824;",
+                  why, cap)) != SW_OK)
+        goto fail;
+    if ((e = agg_corr_prepare_schema(st->cdb, st->db)) != SW_OK) {
+        snprintf(why, cap, "%s: cannot prepare the derived tables (see the log)", st->dpath);
+        goto fail;
+    }
+    if ((e = agg_corr_open(st->cdb, st->db, AGG_LINK_WINDOW_US, &st->corr)) != SW_OK) {
+        set_why(why, cap, st->cdb, "correlation");
         goto fail;
     }
     if (sqlite3_prepare_v2(st->db, insert_sql, -1, &st->insert, NULL) != SQLITE_OK) {
@@ -393,9 +487,9 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         goto fail;
     }
     /* marks a crash left behind are worked off by the first pass */
-    st->pending = agg_corr_backlog(st->db) > 0;
-    st->budget_at_us = sw_mono_us();
+    st->pending = agg_corr_backlog(st->cdb) > 0;
     st->mark_gen = st->pending;
+    st->batch_gen = last_gen(st->db);
     if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
         snprintf(why, cap, "cannot start the correlator thread");
         e = SW_ENOMEM;
@@ -429,13 +523,8 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     char why[256];
 
     *stored = *dups = 0;
-    /* a batch waiting for the writer is activity too: without this, a step
-     * started in the gap took the writer from the next batch */
-    pthread_mutex_lock(&st->cmu);
-    st->ingesting++;
-    pthread_mutex_unlock(&st->cmu);
     pthread_mutex_lock(&st->lock);
-    agg_corr_batch_begin(st->corr);
+    agg_corr_batch_begin(st->corr, ++st->batch_gen);
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
         sw_error("store: %s", why);
         e = SW_EDB;
@@ -507,8 +596,6 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         marked = 0;
     }
     pthread_mutex_lock(&st->cmu);
-    st->ingesting--;
-    st->last_ingest_us = sw_mono_us();
     if (marked) {
         st->mark_gen++;
         st->pending = 1;
@@ -549,7 +636,11 @@ sqlite_reader_open(struct agg_store *base, struct agg_store_reader **out)
         return SW_ENOMEM;
     r->base.ops = &agg_store_sqlite;
     r->st = st;
-    if (open_conn(st->path, 1, &r->db, why, sizeof why) != SW_OK) {
+    if (open_conn(st->dpath, 1, &r->db, why, sizeof why) != SW_OK ||
+        attach_events(r->db, st->path, why, sizeof why) != SW_OK ||
+        exec(r->db, "PRAGMA ev.cache_size=-32768; PRAGMA ev.mmap_size=1073741824;", why,
+             sizeof why) != SW_OK) {
+        sqlite3_close(r->db);
         sw_error("store: reader: %s", why);
         free(r);
         return SW_EDB;

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sqlite3.h>
 
 #include "store.h"
+#include "store_correlate.h"
 
 static char db_path[64];
 static struct agg_store *st;
@@ -31,18 +33,53 @@ setup(void **state)
     return agg_store_sqlite.open(&st, db_path, why, sizeof why) == SW_OK ? 0 : -1;
 }
 
+/* Removes a database and its WAL files. */
+static void
+unlink_db(const char *path)
+{
+    static const char *const sfx[] = { "", "-wal", "-shm" };
+    char p[160];
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        unlink(p);
+    }
+}
+
 static int
 teardown(void **state)
 {
     char p[128];
     (void)state;
-    st->ops->close(st);
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
+    if (st)
+        st->ops->close(st);
+    unlink_db(db_path);
+    snprintf(p, sizeof p, "%s-derived", db_path);
+    unlink_db(p);
     return 0;
+}
+
+/* Runs SQL on a database of its own connection; returns the first column of the last row. */
+static int64_t
+sql_on(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    const char *tail = sql;
+    int64_t v = -1;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    while (tail && *tail) {
+        assert_int_equal(sqlite3_prepare_v2(db, tail, -1, &s, &tail), SQLITE_OK);
+        if (!s)
+            break;
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            v = sqlite3_column_int64(s, 0);
+        assert_int_equal(rc, SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return v;
 }
 
 static struct sw_event
@@ -173,17 +210,21 @@ test_marks_survive_a_stop(void **state)
     struct agg_store_reader *r;
     struct agg_funnel_row row = { 0 };
     struct agg_policy pol = { .as_of_us = 2000 };
-    struct sw_event e = ev_at(1500, "D", SW_STAGE_ENROLL_REQUESTED, 91);
-    uint32_t stored, dups;
-    char why[256];
+    char why[256], sql[512];
     (void)state;
     for (int i = 0; i < AGG_STATUS_COUNT; i++)
         pol.threshold_us[i] = 100;
-    assert_int_equal(st->ops->ingest(st, &e, 1, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 1);
-    /* at once: the correlator waits for 100 ms of quiet, so the mark is still waiting */
+    /* the state a stop leaves when it comes between a batch's commit and its
+     * correlation: an event and its mark, and nothing derived from them */
     st->ops->close(st);
     st = NULL;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, line_hash,"
+             " received_us) VALUES(randomblob(24), 'D', %d, %d, %d, %d, 1500, 91, 0);"
+             "INSERT INTO dirty_dev(device, gen) VALUES('D', 7);"
+             "SELECT COUNT(*) FROM dirty_dev;", SW_SOURCE_ANDROID_OMADM, SW_PLATFORM_ANDROID,
+             SW_STAGE_ENROLL_REQUESTED, SW_CERT_SCEP);
+    assert_int_equal(sql_on(db_path, sql), 1);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
     assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
     assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
@@ -191,6 +232,126 @@ test_marks_survive_a_stop(void **state)
     assert_int_equal(row.enrollments, 4);
     assert_int_equal(row.requested, 1);
     r->ops->reader_close(r);
+}
+
+/*
+ * A device marked again by a batch that commits while a correlation step
+ * works on it stays marked (that step read its events before the batch):
+ * the step removes only marks of batches it had seen.
+ */
+static void
+test_mark_made_during_a_step_stays(void **state)
+{
+    char derived[128], why[256];
+    sqlite3 *wdb, *cdb;
+    struct agg_corr *c;
+    int idle = 0;
+    (void)state;
+    st->ops->close(st);     /* its correlator must not take the marks */
+    st = NULL;
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    assert_int_equal(sqlite3_open(db_path, &wdb), SQLITE_OK);
+    assert_int_equal(sqlite3_open(derived, &cdb), SQLITE_OK);
+    sqlite3_busy_timeout(wdb, 5000);
+    sqlite3_busy_timeout(cdb, 5000);
+    char attach[200];
+    snprintf(attach, sizeof attach, "ATTACH '%s' AS ev", db_path);
+    assert_int_equal(sqlite3_exec(cdb, attach, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(agg_corr_open(cdb, wdb, 1000, &c), SW_OK);
+
+    assert_int_equal(sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    agg_corr_batch_begin(c, 100);
+    assert_int_equal(agg_corr_mark_device(c, "E", 1), SW_OK);
+    assert_int_equal(sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    /* a step reads the mark ... */
+    assert_int_equal(sqlite3_exec(cdb, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(agg_corr_step(c, &idle), SW_OK);
+    assert_false(idle);
+    assert_true(agg_corr_finish_pending(c));
+    /* ... a batch marks the device again before the step commits ... */
+    assert_int_equal(sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    agg_corr_batch_begin(c, 101);
+    assert_int_equal(agg_corr_mark_device(c, "E", 1), SW_OK);
+    assert_int_equal(sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(cdb, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(agg_corr_finish(c), SW_OK);
+    /* ... so the mark stays, for the next step */
+    assert_int_equal(sql_on(db_path, "SELECT gen FROM dirty_dev WHERE device = 'E'"), 101);
+    assert_int_equal(sqlite3_exec(cdb, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(agg_corr_step(c, &idle), SW_OK);
+    assert_int_equal(sqlite3_exec(cdb, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(agg_corr_finish(c), SW_OK);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM dirty_dev WHERE device = 'E'"), 0);
+    agg_corr_close(c);
+    sqlite3_close(cdb);
+    sqlite3_close(wdb);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+}
+
+/* The derived database is what the events say: deleted, it is rebuilt the same. */
+static void
+test_derived_database_rebuilt(void **state)
+{
+    struct agg_store_reader *r;
+    struct agg_funnel_row before = { 0 }, after = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
+    char derived[128], why[256];
+    (void)state;
+    for (int i = 0; i < AGG_STATUS_COUNT; i++)
+        pol.threshold_us[i] = 100;
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &before), SW_OK);
+    r->ops->reader_close(r);
+    assert_true(before.enrollments > 0);
+    st->ops->close(st);
+    st = NULL;
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    unlink_db(derived);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &after), SW_OK);
+    assert_int_equal(r->ops->backlog(r), 0);
+    r->ops->reader_close(r);
+    assert_int_equal(after.platform, before.platform);
+    assert_int_equal(after.enrollments, before.enrollments);
+    assert_int_equal(after.requested, before.requested);
+    assert_int_equal(after.issued, before.issued);
+    assert_int_equal(after.delivered, before.delivered);
+    assert_int_equal(after.installed, before.installed);
+    assert_int_equal(after.stuck, before.stuck);
+    assert_int_equal(after.failed, before.failed);
+}
+
+/*
+ * A database of this version written before the derived tables moved to a
+ * file of their own: its marks gain their batch number, its derived tables
+ * go, and the derived database is built from its events.
+ */
+static void
+test_pre_split_layout_migrated(void **state)
+{
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
+    char derived[128], why[256];
+    (void)state;
+    for (int i = 0; i < AGG_STATUS_COUNT; i++)
+        pol.threshold_us[i] = 100;
+    st->ops->close(st);
+    st = NULL;
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    unlink_db(derived);
+    sql_on(db_path, "ALTER TABLE dirty_dev DROP COLUMN gen; ALTER TABLE dirty_req DROP COLUMN gen;"
+                    "CREATE TABLE enrollments(id INTEGER PRIMARY KEY, stale TEXT);"
+                    "INSERT INTO meta VALUES('corr_version', '3');");
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'enrollments'"), 0);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM pragma_table_info('dirty_dev')"
+                                     " WHERE name = 'gen'"), 1);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    r->ops->reader_close(r);
+    assert_int_equal(row.enrollments, 4);
 }
 
 /* A database written with another identity layout is refused with a reason. */
@@ -231,6 +392,9 @@ main(void)
         cmocka_unit_test(test_dedup_and_paging),
         cmocka_unit_test(test_funnel),
         cmocka_unit_test(test_marks_survive_a_stop),
+        cmocka_unit_test(test_mark_made_during_a_step_stays),
+        cmocka_unit_test(test_derived_database_rebuilt),
+        cmocka_unit_test(test_pre_split_layout_migrated),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
     };
