@@ -65,6 +65,11 @@ const char agg_corr_schema[] =
     "CREATE TABLE IF NOT EXISTS profile_templates(profile TEXT NOT NULL, template TEXT NOT NULL,\n"
     "  PRIMARY KEY(profile, template));\n"
     "CREATE TABLE IF NOT EXISTS corr_meta(key TEXT PRIMARY KEY, value TEXT);\n"
+    "-- the events in time order, for listing the fleet's events: kept here by the\n"
+    "-- correlator, so the events writer appends without a time index (corr_meta\n"
+    "-- 'time_upto': the last event id indexed; later ones are read from events)\n"
+    "CREATE TABLE IF NOT EXISTS event_time(ts_us INTEGER NOT NULL, id INTEGER NOT NULL,\n"
+    "  PRIMARY KEY(ts_us, id)) WITHOUT ROWID;\n"
     "-- rebuilt rows whose links are to be re-decided, then rows whose status is to be\n"
     "-- refreshed: the pass runs in steps, each its own transaction, and resumes after a crash\n"
     "CREATE TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
@@ -117,7 +122,9 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
                              " DROP TABLE IF EXISTS main.touched_enr;"
                              " DROP TABLE IF EXISTS main.touched_req;"
                              " DROP TABLE IF EXISTS main.refresh_enr;"
-                             " DROP TABLE IF EXISTS main.refresh_req;")) != SW_OK) ||
+                             " DROP TABLE IF EXISTS main.refresh_req;"
+                             " DROP TABLE IF EXISTS main.event_time;"
+                             " DELETE FROM main.corr_meta;")) != SW_OK) ||
         (e = corr_exec(cdb, agg_corr_schema)) != SW_OK ||
         (e = corr_exec(cdb, "COMMIT")) != SW_OK) {
         corr_exec(cdb, "ROLLBACK");
@@ -150,7 +157,8 @@ enum {
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
-    S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_COUNT
+    S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_TIME_NEW, S_TIME_PUT,
+    S_TIME_UPTO, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
@@ -171,17 +179,21 @@ static const char *const sql[S_COUNT] = {
     [S_REFRESH_REQ_DONE] = "DELETE FROM refresh_req WHERE request_id <= ?1",
     [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev), EXISTS(SELECT 1 FROM dirty_req),"
                " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
-               " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req)",
+               " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req),"
+               " " AGG_CORR_TIME_UPTO_SQL,
+    [S_TIME_NEW] = "SELECT id, ts_us FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [S_TIME_PUT] = "INSERT OR IGNORE INTO event_time(ts_us, id) VALUES(?1, ?2)",
+    [S_TIME_UPTO] = "INSERT OR REPLACE INTO corr_meta(key, value) VALUES('time_upto', ?1)",
     [S_OLD_ENR] = "SELECT request_id FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEV_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
                      " serial, detail, device FROM events"
-                     " WHERE device = ?1 AND cert = 1 AND platform IN (1, 2, 3)"
-                     " ORDER BY ts_us, ident",
+                     " WHERE ident BETWEEN ?2 AND ?3 AND device = ?1 AND cert = 1"
+                     " AND platform IN (1, 2, 3) ORDER BY ident",
     [S_DEV_EVENTS_NULL] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
                           " serial, detail, device FROM events"
-                          " WHERE device IS NULL AND cert = 1 AND platform IN (1, 2, 3)"
-                          " ORDER BY ts_us, ident",
+                          " WHERE ident BETWEEN ?2 AND ?3 AND device IS NULL AND cert = 1"
+                          " AND platform IN (1, 2, 3) ORDER BY ident",
     [S_INS_ENR] = "INSERT INTO enrollments(rowkey, kind, device, platform, seq, profile, first_us,"
                   " request_us, device_issued_us, installed_us, last_us, last_stage, pending,"
                   " failed, install_state, txn, thumbprint, serial, detail)"
@@ -371,7 +383,8 @@ agg_corr_backlog(sqlite3 *db)
     static const char q[] =
         "SELECT (SELECT COUNT(*) FROM dirty_dev) + (SELECT COUNT(*) FROM dirty_req) +"
         " (SELECT COUNT(*) FROM touched_enr) + (SELECT COUNT(*) FROM touched_req) +"
-        " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req)";
+        " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req) +"
+        " (SELECT n - u FROM (SELECT " AGG_CORR_TIME_UPTO_SQL "))";
     sqlite3_stmt *s;
     uint64_t n = 1;     /* cannot tell: assume work */
 
@@ -628,12 +641,17 @@ rebuild_device(struct agg_corr *c, const char *device)
         sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
     if ((e = step_done(c, s, "delete enrollments")) != SW_OK)
         return e;
+    /* a device's events are a range of identities (device hash, time, content) */
+    unsigned char lo[SW_EVENT_IDENT_LEN], hi[SW_EVENT_IDENT_LEN];
+    sw_event_ident_range(device, strlen(device), lo, hi);
     if (*device) {
         s = stmt(c, S_DEV_EVENTS);
         sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
     } else {
         s = stmt(c, S_DEV_EVENTS_NULL);
     }
+    sqlite3_bind_blob(s, 2, lo, sizeof lo, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, hi, sizeof hi, SQLITE_TRANSIENT);
     if ((e = evlist_load(c, s, &l, 0)) != SW_OK) {
         evlist_free(&l);
         return e;
@@ -1353,11 +1371,40 @@ refresh_enrollments(struct agg_corr *c, int64_t limit)
     return e;
 }
 
+/* Adds events past the time index's mark to it, AGG_CORR_STEP_TIME a step. */
+static sw_err
+index_times(struct agg_corr *c, int64_t upto)
+{
+    sqlite3_stmt *s = stmt(c, S_TIME_NEW), *put = c->st[S_TIME_PUT];
+    int64_t last = upto;
+    sw_err e = SW_OK;
+    int rc;
+
+    sqlite3_bind_int64(s, 1, upto);
+    sqlite3_bind_int64(s, 2, AGG_CORR_STEP_TIME);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        last = sqlite3_column_int64(s, 0);
+        sqlite3_bind_int64(put, 1, sqlite3_column_int64(s, 1));
+        sqlite3_bind_int64(put, 2, last);
+        if ((e = step_done(c, put, "time index")) != SW_OK)
+            break;
+    }
+    sqlite3_reset(s);
+    if (e == SW_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        e = db_err(c, "new events");
+    if (e != SW_OK || last == upto)
+        return e;
+    s = stmt(c, S_TIME_UPTO);
+    sqlite3_bind_int64(s, 1, last);
+    return step_done(c, s, "time index mark");
+}
+
 sw_err
 agg_corr_step(struct agg_corr *c, int *idle)
 {
     sqlite3_stmt *s = stmt(c, S_WORK);
     int dev, req, touched, renr, rreq;
+    int64_t upto, newest;
 
     *idle = 0;
     if (sqlite3_step(s) != SQLITE_ROW) {
@@ -1369,7 +1416,12 @@ agg_corr_step(struct agg_corr *c, int *idle)
     touched = sqlite3_column_int(s, 2);
     renr = sqlite3_column_int(s, 3);
     rreq = sqlite3_column_int(s, 4);
+    upto = sqlite3_column_int64(s, 5);
+    newest = sqlite3_column_int64(s, 6);
     sqlite3_reset(s);
+    /* first: a listing reads the events past the index without it, slowly */
+    if (newest > upto)
+        return index_times(c, upto);
     /* devices and requests first: links are decided once for all of them */
     if (dev)
         return for_each_text(c, S_DEV_LIST, S_DEV_DONE, AGG_CORR_STEP_DEVICES, rebuild_device);

@@ -64,7 +64,8 @@ sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t 
 /*
  * Correlation runs in steps, each meant to be a transaction of its own so
  * a big backlog (a fleet's history sent at once) never holds the writer
- * for long: rebuild up to AGG_CORR_STEP_DEVICES dirty devices, or up to
+ * for long: first index the times of up to AGG_CORR_STEP_TIME new events;
+ * then rebuild up to AGG_CORR_STEP_DEVICES dirty devices, or up to
  * AGG_CORR_STEP_ROWS dirty requests; once none is dirty, decide the links
  * of everything touched; then refresh statuses, AGG_CORR_STEP_ROWS a step.
  * The work lists are tables, so a crash resumes where it stopped.  *idle
@@ -72,6 +73,15 @@ sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t 
  */
 #define AGG_CORR_STEP_DEVICES 2000
 #define AGG_CORR_STEP_ROWS 20000
+#define AGG_CORR_STEP_TIME 50000
+
+/*
+ * Two columns: the last event id in the time index (event_time), and the
+ * newest event id; events past the first are not in the index yet.
+ */
+#define AGG_CORR_TIME_UPTO_SQL                                                           \
+    "ifnull((SELECT CAST(value AS INTEGER) FROM main.corr_meta WHERE key = 'time_upto'), 0)" \
+    " AS u, ifnull((SELECT max(id) FROM events), 0) AS n"
 sw_err agg_corr_step(struct agg_corr *c, int *idle);
 
 /*

@@ -75,6 +75,7 @@ struct sqlite_reader {
     uint64_t backlog;           /* correlation rows waiting at the last catch-up */
     sqlite3 *db;
     sqlite3_stmt *list[32];     /* by filter shape */
+    sqlite3_stmt *tail[32];     /* the fleet's events past the time index, by shape */
     sqlite3_stmt *count;
     sqlite3_stmt *enr[32];      /* by filter shape */
     sqlite3_stmt *funnel;
@@ -100,8 +101,11 @@ static const char schema[] =
     "  line_hash INTEGER NOT NULL,\n"
     "  received_us INTEGER NOT NULL\n"
     ");\n"
-    "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_us);\n"
-    "CREATE INDEX IF NOT EXISTS events_device_ts ON events(device, ts_us);\n"
+    "-- no time index here: the ident starts with the device and the time, so one\n"
+    "-- device's events are a range of it; the fleet's time order is event_time, kept\n"
+    "-- in the derived database by the correlator, so inserts here stay appends\n"
+    "DROP INDEX IF EXISTS events_ts;\n"
+    "DROP INDEX IF EXISTS events_device_ts;\n"
     "-- CA events only: device events carry no request id\n"
     "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) WHERE request_id IS NOT NULL;\n"
     "-- what correlation must revisit, committed with the events; gen: the batch that\n"
@@ -118,9 +122,10 @@ static const char insert_sql[] =
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"
     " ON CONFLICT(ident) DO NOTHING";
 
-#define EVENT_COLS                                                                   \
-    "id, device, source, platform, stage, cert, ts_us, profile, txn, thumbprint,"    \
-    " serial, request_id, subject, template, requester, detail, file, line_offset, host"
+#define EVENT_COLS                                                                      \
+    "e.id, e.device, e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile, e.txn,"  \
+    " e.thumbprint, e.serial, e.request_id, e.subject, e.template, e.requester, e.detail," \
+    " e.file, e.line_offset, e.host"
 
 static void
 set_why(char *why, size_t cap, sqlite3 *db, const char *what)
@@ -490,12 +495,16 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     st->pending = agg_corr_backlog(st->cdb) > 0;
     st->mark_gen = st->pending;
     st->batch_gen = last_gen(st->db);
-    if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
+    /* tests freeze the derived state with this (what a stopped correlator leaves) */
+    if (getenv("SCEPWATCH_TEST_NO_CORRELATOR")) {
+        sw_warn("store: SCEPWATCH_TEST_NO_CORRELATOR is set: nothing is correlated");
+    } else if (pthread_create(&st->corr_thread, NULL, correlator_main, st) != 0) {
         snprintf(why, cap, "cannot start the correlator thread");
         e = SW_ENOMEM;
         goto fail;
+    } else {
+        st->corr_thread_started = 1;
     }
-    st->corr_thread_started = 1;
     *out = &st->base;
     return SW_OK;
 fail:
@@ -614,8 +623,10 @@ sqlite_reader_close(struct agg_store_reader *base)
     struct sqlite_reader *r = (struct sqlite_reader *)base;
     if (!r)
         return;
-    for (size_t i = 0; i < sizeof r->list / sizeof r->list[0]; i++)
+    for (size_t i = 0; i < sizeof r->list / sizeof r->list[0]; i++) {
         sqlite3_finalize(r->list[i]);
+        sqlite3_finalize(r->tail[i]);
+    }
     for (size_t i = 0; i < sizeof r->enr / sizeof r->enr[0]; i++)
         sqlite3_finalize(r->enr[i]);
     sqlite3_finalize(r->funnel);
@@ -669,6 +680,52 @@ col_slice(sqlite3_stmt *s, int i)
     return p && n > 0 ? (struct sw_slice){ p, (size_t)n } : SW_SLICE_NONE;
 }
 
+/* One row of EVENT_COLS to the caller; the cursor moves past it. */
+static void
+emit_event(sqlite3_stmt *s, struct agg_event_cursor *cur, agg_event_fn fn, void *arg)
+{
+    struct sw_event ev;
+
+    memset(&ev, 0, sizeof ev);
+    ev.device = col_slice(s, 1);
+    ev.source = (enum sw_source)sqlite3_column_int(s, 2);
+    ev.platform = (enum sw_platform)sqlite3_column_int(s, 3);
+    ev.stage = (enum sw_stage)sqlite3_column_int(s, 4);
+    ev.cert = (enum sw_cert)sqlite3_column_int(s, 5);
+    ev.ts_us = sqlite3_column_int64(s, 6);
+    ev.profile = col_slice(s, 7);
+    ev.txn = col_slice(s, 8);
+    ev.thumbprint = col_slice(s, 9);
+    ev.serial = col_slice(s, 10);
+    ev.request_id = col_slice(s, 11);
+    ev.subject = col_slice(s, 12);
+    ev.template = col_slice(s, 13);
+    ev.requester = col_slice(s, 14);
+    ev.detail = col_slice(s, 15);
+    ev.file = col_slice(s, 16);
+    ev.has_offset = sqlite3_column_type(s, 17) != SQLITE_NULL;
+    ev.offset = (uint64_t)sqlite3_column_int64(s, 17);
+    ev.host = col_slice(s, 18);
+    cur->ts_us = ev.ts_us;
+    cur->id = sqlite3_column_int64(s, 0);
+    cur->valid = 1;
+    fn(arg, &ev);
+}
+
+/* Does row a come before row b in (ts_us, id) order? */
+static int
+event_before(sqlite3_stmt *a, sqlite3_stmt *b)
+{
+    int64_t ta = sqlite3_column_int64(a, 6), tb = sqlite3_column_int64(b, 6);
+    return ta < tb || (ta == tb && sqlite3_column_int64(a, 0) < sqlite3_column_int64(b, 0));
+}
+
+/*
+ * Events in (ts_us, id) order after the cursor.  One device's events are a
+ * range of identities, and a request id has its index; the fleet's events
+ * come from the derived time index (event_time) merged with the events
+ * past its mark, read in one transaction so the two halves meet exactly.
+ */
 static sw_err
 sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter *f,
                    struct agg_event_cursor *cur, size_t limit, int *more,
@@ -677,72 +734,103 @@ sqlite_list_events(struct agg_store_reader *base, const struct agg_event_filter 
     struct sqlite_reader *r = (struct sqlite_reader *)base;
     int shape = (f->device ? 1 : 0) | (f->platform ? 2 : 0) | (f->since_us ? 4 : 0) |
                 (f->until_us ? 8 : 0) | (f->request_id ? 16 : 0);
-    char sql[640];
-    sqlite3_stmt *s;
+    int fleet = !(shape & (1 | 16));
+    char sql[1024], filters[256];
+    sqlite3_stmt *a = NULL, *b = NULL;
+    unsigned char lo[SW_EVENT_IDENT_LEN], hi[SW_EVENT_IDENT_LEN];
+    int64_t upto = 0;
     size_t rows = 0;
-    int rc;
+    int ra = SQLITE_DONE, rb = SQLITE_DONE;
+    char why[256];
+    sw_err e = SW_OK;
 
-    snprintf(sql, sizeof sql,
-             "SELECT " EVENT_COLS " FROM events WHERE (ts_us, id) > (?1, ?2)%s%s%s%s%s"
-             " ORDER BY ts_us, id LIMIT ?6",
-             (shape & 1) ? " AND device = ?3" : "", (shape & 2) ? " AND platform = ?4" : "",
-             (shape & 4) ? " AND ts_us >= ?5" : "", (shape & 8) ? " AND ts_us <= ?7" : "",
-             (shape & 16) ? " AND request_id = ?8" : "");
-    if (!(s = prepare_cached(r, &r->list[shape], sql)))
+    snprintf(filters, sizeof filters, "%s%s%s%s%s",
+             (shape & 1) ? " AND e.ident BETWEEN ?9 AND ?10 AND e.device = ?3" : "",
+             (shape & 2) ? " AND e.platform = ?4" : "",
+             (shape & 4) ? " AND e.ts_us >= ?5" : "", (shape & 8) ? " AND e.ts_us <= ?7" : "",
+             (shape & 16) ? " AND e.request_id = ?8" : "");
+    if (fleet) {
+        snprintf(sql, sizeof sql,
+                 "SELECT " EVENT_COLS " FROM main.event_time t JOIN events e ON e.id = t.id"
+                 " WHERE (t.ts_us, t.id) > (?1, ?2)%s%s%s ORDER BY t.ts_us, t.id LIMIT ?6",
+                 (shape & 4) ? " AND t.ts_us >= ?5" : "", (shape & 8) ? " AND t.ts_us <= ?7" : "",
+                 filters);
+        if (!(a = prepare_cached(r, &r->list[shape], sql)))
+            return SW_EDB;
+        snprintf(sql, sizeof sql,
+                 "SELECT " EVENT_COLS " FROM events e WHERE e.id > ?11 AND (e.ts_us, e.id) > (?1, ?2)"
+                 "%s ORDER BY e.ts_us, e.id LIMIT ?6", filters);
+        if (!(b = prepare_cached(r, &r->tail[shape], sql)))
+            return SW_EDB;
+    } else {
+        snprintf(sql, sizeof sql,
+                 "SELECT " EVENT_COLS " FROM events e WHERE (e.ts_us, e.id) > (?1, ?2)%s"
+                 " ORDER BY e.ts_us, e.id LIMIT ?6", filters);
+        if (!(a = prepare_cached(r, &r->list[shape], sql)))
+            return SW_EDB;
+    }
+    if (f->device)
+        sw_event_ident_range(f->device, strlen(f->device), lo, hi);
+    for (sqlite3_stmt *s = a; s; s = s == a ? b : NULL) {
+        sqlite3_bind_int64(s, 1, cur->valid ? cur->ts_us : INT64_MIN);
+        sqlite3_bind_int64(s, 2, cur->valid ? cur->id : INT64_MIN);
+        if (shape & 1) {
+            sqlite3_bind_text(s, 3, f->device, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 9, lo, sizeof lo, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 10, hi, sizeof hi, SQLITE_STATIC);
+        }
+        if (shape & 2)
+            sqlite3_bind_int(s, 4, f->platform);
+        if (shape & 4)
+            sqlite3_bind_int64(s, 5, f->since_us);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)limit + 1);
+        if (shape & 8)
+            sqlite3_bind_int64(s, 7, f->until_us);
+        if (shape & 16)
+            sqlite3_bind_text(s, 8, f->request_id, -1, SQLITE_STATIC);
+    }
+    if (exec(r->db, "BEGIN", why, sizeof why) != SW_OK) {
+        sw_error("store: list: %s", why);
         return SW_EDB;
-    sqlite3_bind_int64(s, 1, cur->valid ? cur->ts_us : INT64_MIN);
-    sqlite3_bind_int64(s, 2, cur->valid ? cur->id : INT64_MIN);
-    if (shape & 1)
-        sqlite3_bind_text(s, 3, f->device, -1, SQLITE_STATIC);
-    if (shape & 2)
-        sqlite3_bind_int(s, 4, f->platform);
-    if (shape & 4)
-        sqlite3_bind_int64(s, 5, f->since_us);
-    sqlite3_bind_int64(s, 6, (sqlite3_int64)limit + 1);
-    if (shape & 8)
-        sqlite3_bind_int64(s, 7, f->until_us);
-    if (shape & 16)
-        sqlite3_bind_text(s, 8, f->request_id, -1, SQLITE_STATIC);
+    }
+    if (b) {
+        sqlite3_stmt *u;
+        if (sqlite3_prepare_v2(r->db, "SELECT " AGG_CORR_TIME_UPTO_SQL, -1, &u, NULL) != SQLITE_OK) {
+            e = SW_EDB;
+            goto out;
+        }
+        if (sqlite3_step(u) == SQLITE_ROW)
+            upto = sqlite3_column_int64(u, 0);
+        sqlite3_finalize(u);
+        sqlite3_bind_int64(b, 11, upto);
+        rb = sqlite3_step(b);
+    }
+    ra = sqlite3_step(a);
     *more = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct sw_event ev;
+    while (ra == SQLITE_ROW || rb == SQLITE_ROW) {
         if (rows == limit) {
             *more = 1;
             break;
         }
-        memset(&ev, 0, sizeof ev);
-        ev.device = col_slice(s, 1);
-        ev.source = (enum sw_source)sqlite3_column_int(s, 2);
-        ev.platform = (enum sw_platform)sqlite3_column_int(s, 3);
-        ev.stage = (enum sw_stage)sqlite3_column_int(s, 4);
-        ev.cert = (enum sw_cert)sqlite3_column_int(s, 5);
-        ev.ts_us = sqlite3_column_int64(s, 6);
-        ev.profile = col_slice(s, 7);
-        ev.txn = col_slice(s, 8);
-        ev.thumbprint = col_slice(s, 9);
-        ev.serial = col_slice(s, 10);
-        ev.request_id = col_slice(s, 11);
-        ev.subject = col_slice(s, 12);
-        ev.template = col_slice(s, 13);
-        ev.requester = col_slice(s, 14);
-        ev.detail = col_slice(s, 15);
-        ev.file = col_slice(s, 16);
-        ev.has_offset = sqlite3_column_type(s, 17) != SQLITE_NULL;
-        ev.offset = (uint64_t)sqlite3_column_int64(s, 17);
-        ev.host = col_slice(s, 18);
-        cur->ts_us = ev.ts_us;
-        cur->id = sqlite3_column_int64(s, 0);
-        cur->valid = 1;
-        fn(arg, &ev);
+        if (ra == SQLITE_ROW && (rb != SQLITE_ROW || event_before(a, b))) {
+            emit_event(a, cur, fn, arg);
+            ra = sqlite3_step(a);
+        } else {
+            emit_event(b, cur, fn, arg);
+            rb = sqlite3_step(b);
+        }
         rows++;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if ((ra != SQLITE_ROW && ra != SQLITE_DONE) || (rb != SQLITE_ROW && rb != SQLITE_DONE))
+        e = SW_EDB;
+out:
+    if (e != SW_OK)
         sw_error("store: list: %s", sqlite3_errmsg(r->db));
-        sqlite3_reset(s);
-        return SW_EDB;
-    }
-    sqlite3_reset(s);
-    return SW_OK;
+    sqlite3_reset(a);
+    if (b)
+        sqlite3_reset(b);
+    exec(r->db, "COMMIT", why, sizeof why);
+    return e;
 }
 
 static sw_err

@@ -79,6 +79,23 @@ feed(XXH3_state_t *st, unsigned char tag, const void *p, size_t n)
         XXH3_128bits_update(st, p, n);
 }
 
+static uint32_t
+device_hash(const char *p, size_t len)
+{
+    return (uint32_t)XXH3_64bits(len ? p : "", len);
+}
+
+void
+sw_event_ident_range(const char *device, size_t len, unsigned char lo[SW_EVENT_IDENT_LEN],
+                     unsigned char hi[SW_EVENT_IDENT_LEN])
+{
+    uint32_t dh = device_hash(device, device ? len : 0);
+    for (int i = 0; i < 4; i++)
+        lo[i] = hi[i] = (unsigned char)(dh >> (24 - 8 * i));
+    memset(lo + 4, 0x00, SW_EVENT_IDENT_LEN - 4);
+    memset(hi + 4, 0xff, SW_EVENT_IDENT_LEN - 4);
+}
+
 void
 sw_event_identity(const struct sw_event *ev, unsigned char out[SW_EVENT_IDENT_LEN])
 {
@@ -98,7 +115,7 @@ sw_event_identity(const struct sw_event *ev, unsigned char out[SW_EVENT_IDENT_LE
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);
 
-    uint32_t dh = (uint32_t)XXH3_64bits(ev->device.ptr, ev->device.len);
+    uint32_t dh = device_hash(ev->device.ptr, ev->device.len);
     uint64_t t = (uint64_t)ev->ts_us ^ (UINT64_C(1) << 63);   /* signed order as bytes */
     for (int i = 0; i < 4; i++)
         out[i] = (unsigned char)(dh >> (24 - 8 * i));

@@ -130,6 +130,15 @@ uint32_t sw_line_hash(const void *line, size_t len);
 #define SW_EVENT_IDENT_LEN 24
 void sw_event_identity(const struct sw_event *ev, unsigned char out[SW_EVENT_IDENT_LEN]);
 
+/*
+ * The identities a device's events can have: [lo, hi] (inclusive, as
+ * blobs) holds every one of them, in time order, and only events of
+ * devices sharing the 32-bit device hash besides (filter by device).  An
+ * empty device is the device of events that name none.
+ */
+void sw_event_ident_range(const char *device, size_t len, unsigned char lo[SW_EVENT_IDENT_LEN],
+                          unsigned char hi[SW_EVENT_IDENT_LEN]);
+
 static inline struct sw_slice
 sw_slice_cstr(const char *s)
 {

@@ -210,7 +210,9 @@ test_marks_survive_a_stop(void **state)
     struct agg_store_reader *r;
     struct agg_funnel_row row = { 0 };
     struct agg_policy pol = { .as_of_us = 2000 };
-    char why[256], sql[512];
+    struct sw_event e = ev_at(1500, "D", SW_STAGE_ENROLL_REQUESTED, 91);
+    unsigned char ident[SW_EVENT_IDENT_LEN];
+    char why[256], sql[640], hex[2 * SW_EVENT_IDENT_LEN + 1];
     (void)state;
     for (int i = 0; i < AGG_STATUS_COUNT; i++)
         pol.threshold_us[i] = 100;
@@ -218,11 +220,14 @@ test_marks_survive_a_stop(void **state)
      * correlation: an event and its mark, and nothing derived from them */
     st->ops->close(st);
     st = NULL;
+    sw_event_identity(&e, ident);
+    for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ident[i]);
     snprintf(sql, sizeof sql,
              "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, line_hash,"
-             " received_us) VALUES(randomblob(24), 'D', %d, %d, %d, %d, 1500, 91, 0);"
+             " received_us) VALUES(X'%s', 'D', %d, %d, %d, %d, 1500, 91, 0);"
              "INSERT INTO dirty_dev(device, gen) VALUES('D', 7);"
-             "SELECT COUNT(*) FROM dirty_dev;", SW_SOURCE_ANDROID_OMADM, SW_PLATFORM_ANDROID,
+             "SELECT COUNT(*) FROM dirty_dev;", hex, SW_SOURCE_ANDROID_OMADM, SW_PLATFORM_ANDROID,
              SW_STAGE_ENROLL_REQUESTED, SW_CERT_SCEP);
     assert_int_equal(sql_on(db_path, sql), 1);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
@@ -354,6 +359,74 @@ test_pre_split_layout_migrated(void **state)
     assert_int_equal(row.enrollments, 4);
 }
 
+/*
+ * The fleet's events in time order come from the derived time index and,
+ * past its mark, from the events themselves: the two halves merge into one
+ * order, each event once, across pages.
+ */
+static void
+test_listing_merges_the_unindexed_tail(void **state)
+{
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
+    struct sw_event evs[8];
+    uint32_t stored, dups;
+    uint64_t total;
+    char why[256];
+    (void)state;
+    /* indexed: the correlator has caught up when the funnel answers */
+    for (int i = 0; i < 4; i++)
+        evs[i] = ev_at(3000 + i * 20, "M", SW_STAGE_INSTALLED, 500 + (uint32_t)i);
+    assert_int_equal(st->ops->ingest(st, evs, 4, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    assert_int_equal(r->ops->backlog(r), 0);
+    r->ops->reader_close(r);
+    st->ops->close(st);
+    /* not indexed: no correlator; times interleave with the indexed ones */
+    setenv("SCEPWATCH_TEST_NO_CORRELATOR", "1", 1);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    unsetenv("SCEPWATCH_TEST_NO_CORRELATOR");
+    for (int i = 0; i < 4; i++)
+        evs[i] = ev_at(3010 + i * 20, "N", SW_STAGE_INSTALLED, 600 + (uint32_t)i);
+    evs[3].ts_us = 3000;    /* the same time as an indexed one: id decides */
+    assert_int_equal(st->ops->ingest(st, evs, 4, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 4);
+    char derived[128];
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    assert_int_equal(sql_on(derived, "SELECT COUNT(*) FROM event_time WHERE ts_us >= 2990"), 4);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->count_events(r, &total), SW_OK);
+    struct agg_event_filter f = { .since_us = 2990 };
+    struct agg_event_cursor cur = { 0 };
+    struct collected c = { 0 };
+    int more = 1;
+    while (more)
+        assert_int_equal(r->ops->list_events(r, &f, &cur, 3, &more, collect, &c), SW_OK);
+    assert_int_equal(c.n, 8);
+    static const int64_t want[8] = { 3000, 3000, 3010, 3020, 3030, 3040, 3050, 3060 };
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(c.ts[i], want[i]);
+    assert_string_equal(c.device[0], "M");     /* indexed first: the smaller id */
+    assert_string_equal(c.device[1], "N");
+    /* and with no filter: every stored event once */
+    memset(&c, 0, sizeof c);
+    memset(&cur, 0, sizeof cur);
+    memset(&f, 0, sizeof f);
+    more = 1;
+    int n = 0;
+    while (more) {
+        c.n = 0;
+        assert_int_equal(r->ops->list_events(r, &f, &cur, 5, &more, collect, &c), SW_OK);
+        n += c.n;
+    }
+    assert_int_equal((uint64_t)n, total);
+    r->ops->reader_close(r);
+    st->ops->close(st);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+}
+
 /* A database written with another identity layout is refused with a reason. */
 static void
 test_old_schema_refused(void **state)
@@ -395,6 +468,7 @@ main(void)
         cmocka_unit_test(test_mark_made_during_a_step_stays),
         cmocka_unit_test(test_derived_database_rebuilt),
         cmocka_unit_test(test_pre_split_layout_migrated),
+        cmocka_unit_test(test_listing_merges_the_unindexed_tail),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
     };
