@@ -23,12 +23,21 @@ struct agent_sender {
     struct sw_rpc_client *client;
     struct sw_wire_builder *builder;
     struct sw_buf packed;
+    /* the batch sent and not yet acknowledged: the next one is read and
+     * packed while the aggregator commits it */
+    struct sw_buf inflight;
+    uint64_t inflight_id;
+    size_t inflight_n;
+    size_t inflight_wire;
+    int has_inflight;
     uint64_t next_batch_id;
     struct agent_send_stats stats;
     int status;                 /* gRPC status of the last refusal */
     char host[256];
     char error[512];
 };
+
+static sw_err push(struct agent_sender *s);
 
 static void
 sleep_ms(int ms)
@@ -83,6 +92,7 @@ agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
         s->opts.agent_id = s->opts.host;
     s->next_batch_id = random_u64();
     sw_buf_init(&s->packed);
+    sw_buf_init(&s->inflight);
     s->builder = sw_wire_builder_new();
     if (!s->builder) {
         agent_send_close(s);
@@ -124,7 +134,7 @@ agent_send_add(struct agent_sender *s, const struct sw_event *ev)
         return e;
     if (sw_wire_builder_count(s->builder) >= s->opts.batch_events ||
         sw_wire_builder_bytes(s->builder) >= s->opts.batch_bytes)
-        return agent_send_flush(s);
+        return push(s);
     return SW_OK;
 }
 
@@ -132,6 +142,43 @@ agent_send_add(struct agent_sender *s, const struct sw_event *ev)
  * One Ingest of already-packed bytes, with retries; on SW_OK the stats
  * count the batch.  The caller keeps data.
  */
+/*
+ * What an Ingest reply says: SW_OK (counted in the stats), SW_EUNAVAIL /
+ * SW_EPROTO (worth a retry), SW_EREMOTE (refused).
+ */
+static sw_err
+take_reply(struct agent_sender *s, const struct sw_rpc_reply *reply, uint64_t batch_id,
+           size_t n, size_t len, size_t wire)
+{
+    if (reply->status == SW_STATUS_UNAVAILABLE || reply->status == SW_STATUS_DEADLINE_EXCEEDED ||
+        reply->status == SW_STATUS_ABORTED) {
+        snprintf(s->error, sizeof s->error, "aggregator answered %s: %.300s",
+                 sw_status_name(reply->status), reply->message);
+        return SW_EUNAVAIL;
+    }
+    if (reply->status != SW_STATUS_OK) {
+        snprintf(s->error, sizeof s->error, "aggregator refused the batch: %s: %.300s",
+                 sw_status_name(reply->status), reply->message);
+        s->status = reply->status;
+        return SW_EREMOTE;
+    }
+    Scepwatch__Ack *ack = scepwatch__ack__unpack(NULL, reply->payload_len, reply->payload);
+    if (!ack || ack->batch_id != batch_id) {
+        if (ack)
+            scepwatch__ack__free_unpacked(ack, NULL);
+        snprintf(s->error, sizeof s->error, "malformed acknowledgement");
+        return SW_EPROTO;
+    }
+    s->stats.events_stored += ack->stored;
+    s->stats.events_duplicate += ack->duplicates;
+    scepwatch__ack__free_unpacked(ack, NULL);
+    s->stats.events_sent += n;
+    s->stats.batches++;
+    s->stats.raw_bytes += len;
+    s->stats.wire_bytes += wire;
+    return SW_OK;
+}
+
 static sw_err
 ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, size_t n)
 {
@@ -149,47 +196,50 @@ ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, 
             delay = delay * 2 > 5000 ? 5000 : delay * 2;
         }
         e = sw_rpc_call(s->client, SW_METHOD("Ingest"), data, len, &reply);
-        if (e != SW_OK) {
+        if (e == SW_OK)
+            e = take_reply(s, &reply, batch_id, n, len,
+                           sw_rpc_client_last_request_bytes(s->client));
+        else
             snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
-            if (e == SW_ETIMEDOUT || e == SW_EUNAVAIL || e == SW_EPROTO)
-                continue;
-            return e;
-        }
-        if (reply.status == SW_STATUS_UNAVAILABLE || reply.status == SW_STATUS_DEADLINE_EXCEEDED ||
-            reply.status == SW_STATUS_ABORTED) {
-            snprintf(s->error, sizeof s->error, "aggregator answered %s: %.300s",
-                     sw_status_name(reply.status), reply.message);
-            e = SW_EUNAVAIL;
+        if (e == SW_ETIMEDOUT || e == SW_EUNAVAIL || e == SW_EPROTO)
             continue;
-        }
-        if (reply.status != SW_STATUS_OK) {
-            snprintf(s->error, sizeof s->error, "aggregator refused the batch: %s: %.300s",
-                     sw_status_name(reply.status), reply.message);
-            s->status = reply.status;
-            return SW_EREMOTE;
-        }
-        Scepwatch__Ack *ack = scepwatch__ack__unpack(NULL, reply.payload_len, reply.payload);
-        if (!ack || ack->batch_id != batch_id) {
-            if (ack)
-                scepwatch__ack__free_unpacked(ack, NULL);
-            snprintf(s->error, sizeof s->error, "malformed acknowledgement");
-            e = SW_EPROTO;
-            continue;
-        }
-        s->stats.events_stored += ack->stored;
-        s->stats.events_duplicate += ack->duplicates;
-        scepwatch__ack__free_unpacked(ack, NULL);
-        s->stats.events_sent += n;
-        s->stats.batches++;
-        s->stats.raw_bytes += len;
-        s->stats.wire_bytes += sw_rpc_client_last_request_bytes(s->client);
-        return SW_OK;
+        return e;
     }
     return e == SW_OK ? SW_EUNAVAIL : e;
 }
 
-sw_err
-agent_send_flush(struct agent_sender *s)
+/* The in-flight batch's ack; a failure is retried with the same bytes. */
+static sw_err
+await_inflight(struct agent_sender *s)
+{
+    struct sw_rpc_reply reply;
+    sw_err e;
+
+    if (!s->has_inflight)
+        return SW_OK;
+    s->has_inflight = 0;
+    e = sw_rpc_recv(s->client, &reply);
+    if (e == SW_OK)
+        e = take_reply(s, &reply, s->inflight_id, s->inflight_n, s->inflight.len,
+                       s->inflight_wire);
+    else
+        snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
+    if (e != SW_ETIMEDOUT && e != SW_EUNAVAIL && e != SW_EPROTO)
+        return e;
+    if (s->opts.retries < 1)
+        return e;
+    s->stats.retries++;
+    sw_warn("batch %llu: %s; retrying", (unsigned long long)s->inflight_id, s->error);
+    return ingest(s, s->inflight_id, s->inflight.data, s->inflight.len, s->inflight_n);
+}
+
+/*
+ * Packs the builder's batch, waits for the previous batch's ack, and sends
+ * this one without waiting for its own: the caller reads the next batch
+ * while the aggregator commits this one.
+ */
+static sw_err
+push(struct agent_sender *s)
 {
     size_t n = sw_wire_builder_count(s->builder);
     uint64_t batch_id;
@@ -200,11 +250,30 @@ agent_send_flush(struct agent_sender *s)
     batch_id = s->next_batch_id++;
     e = sw_wire_builder_pack_batch(s->builder, s->opts.agent_id, s->opts.host, batch_id,
                                    &s->packed);
-    if (e != SW_OK)
+    if (e != SW_OK || (e = await_inflight(s)) != SW_OK)
         return e;
-    e = ingest(s, batch_id, s->packed.data, s->packed.len, n);
+    struct sw_buf t = s->inflight;
+    s->inflight = s->packed;
+    s->packed = t;
+    s->inflight_id = batch_id;
+    s->inflight_n = n;
+    sw_wire_builder_reset(s->builder);
+    s->status = SW_STATUS_OK;
+    if (sw_rpc_send(s->client, SW_METHOD("Ingest"), s->inflight.data, s->inflight.len) == SW_OK) {
+        s->inflight_wire = sw_rpc_client_last_request_bytes(s->client);
+        s->has_inflight = 1;
+        return SW_OK;
+    }
+    snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
+    return ingest(s, batch_id, s->inflight.data, s->inflight.len, n);
+}
+
+sw_err
+agent_send_flush(struct agent_sender *s)
+{
+    sw_err e = push(s);
     if (e == SW_OK)
-        sw_wire_builder_reset(s->builder);
+        e = await_inflight(s);
     return e;
 }
 
@@ -212,7 +281,8 @@ sw_err
 agent_send_batch(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len,
                  size_t events)
 {
-    return ingest(s, batch_id, data, len, events);
+    sw_err e = await_inflight(s);
+    return e == SW_OK ? ingest(s, batch_id, data, len, events) : e;
 }
 
 int
@@ -241,6 +311,7 @@ agent_send_close(struct agent_sender *s)
     sw_rpc_client_close(s->client);
     sw_wire_builder_free(s->builder);
     sw_buf_fini(&s->packed);
+    sw_buf_fini(&s->inflight);
     free(s);
 }
 

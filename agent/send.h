@@ -52,11 +52,18 @@ struct agent_sender;
 sw_err agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
                        const char **err_text);
 
-/* Adds an event; flushes a full batch.  Errors as agent_send_flush. */
+/*
+ * Adds an event.  A full batch is sent without waiting for its ack: the
+ * events of the next one are read while the aggregator commits it, and
+ * the next full batch (or agent_send_flush) waits for that ack first, so
+ * one batch at most is unacknowledged.  Errors as agent_send_flush (of
+ * that batch or of the one before it).
+ */
 sw_err agent_send_add(struct agent_sender *s, const struct sw_event *ev);
 
 /*
- * Sends the pending batch and waits for its ack.  Errors: SW_EUNAVAIL /
+ * Sends the pending batch and waits for its ack and for any batch still
+ * unacknowledged.  Errors: SW_EUNAVAIL /
  * SW_ETIMEDOUT (retries exhausted), SW_EREMOTE (the aggregator refused
  * the batch: agent_send_error says why).
  */

@@ -230,6 +230,47 @@ test_concurrent_senders(void **state)
     sw_buf_fini(&out);
 }
 
+/*
+ * send keeps one batch unacknowledged while it reads the next: an
+ * aggregator that dies with that batch in flight (frozen, then killed) and
+ * comes back gets it again, and every event is stored once.
+ */
+static void
+test_send_survives_a_restart(void **state)
+{
+    char url[300], db[300], f2[600];
+    pid_t kid, agg;
+    int st;
+    struct sw_buf out;
+
+    (void)state;
+    addr("restart", url, sizeof url, db, sizeof db);
+    snprintf(f2, sizeof f2, "%s/tests/data/samples/android_omadm/OMADM-scenarios.log", TH_SOURCE_DIR);
+    agg = th_start_aggregator(db, url, NULL);
+    assert_true(agg > 0);
+    assert_int_equal(kill(agg, SIGSTOP), 0);
+    kid = fork();
+    if (kid == 0) {
+        char *snd[] = { agent_bin, "send", "--aggregator", url, "--batch-events", "2",
+                        "--retries", "30", "--device", "R", f2, NULL };
+        _exit(th_run(snd, NULL, NULL));
+    }
+    usleep(300 * 1000);     /* the first batch sent, unanswered; the second read */
+    kill(agg, SIGKILL);
+    th_stop(agg);
+    agg = th_start_aggregator(db, url, NULL);
+    assert_true(agg > 0);
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    sw_buf_init(&out);
+    char *ev[] = { cli_bin, "--aggregator", url, "events", "--device", "R", "--format", "jsonl",
+                   NULL };
+    assert_int_equal(th_run(ev, &out, NULL), 0);
+    assert_int_equal(th_count_lines(out.data), 31);
+    assert_int_equal(th_stop(agg), 0);
+    sw_buf_fini(&out);
+}
+
 /* Sends raw bytes on a REQ socket; returns the reply's status or -1 on timeout. */
 static int
 raw_call(const char *url, const void *msg, size_t n, int timeout_ms)
@@ -366,6 +407,7 @@ main(void)
         cmocka_unit_test(test_usage_contract),
         cmocka_unit_test(test_pipe_android_samples),
         cmocka_unit_test(test_concurrent_senders),
+        cmocka_unit_test(test_send_survives_a_restart),
         cmocka_unit_test(test_hostile_clients),
         cmocka_unit_test(test_listener_roles),
     };
