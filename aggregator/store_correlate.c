@@ -25,11 +25,12 @@ const char agg_corr_schema[] =
     "  issued_lo INTEGER, issued_hi INTEGER,\n"
     "  last_us INTEGER,\n"
     "  serial TEXT, thumbprint TEXT, txn TEXT, subject TEXT, template TEXT, detail TEXT);\n"
-    "CREATE INDEX IF NOT EXISTS iss_thumb ON issuances(thumbprint);\n"
-    "CREATE INDEX IF NOT EXISTS iss_txn ON issuances(txn);\n"
-    "CREATE INDEX IF NOT EXISTS iss_serial ON issuances(serial);\n"
-    "CREATE INDEX IF NOT EXISTS iss_recv ON issuances(recv_lo);\n"
-    "CREATE INDEX IF NOT EXISTS iss_issued ON issuances(issued_lo);\n"
+    "-- partial indexes: a key a row lacks costs no index entry (every lookup is by a value)\n"
+    "CREATE INDEX IF NOT EXISTS iss_thumb ON issuances(thumbprint) WHERE thumbprint IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS iss_txn ON issuances(txn) WHERE txn IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS iss_serial ON issuances(serial) WHERE serial IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS iss_recv ON issuances(recv_lo) WHERE recv_lo IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS iss_issued ON issuances(issued_lo) WHERE issued_lo IS NOT NULL;\n"
     "CREATE TABLE IF NOT EXISTS enrollments(\n"
     "  id INTEGER PRIMARY KEY,\n"
     "  rowkey TEXT NOT NULL UNIQUE,      -- report order and paging key\n"
@@ -49,18 +50,19 @@ const char agg_corr_schema[] =
     "  rep_stage INTEGER, rep_last_us INTEGER, rep_issued_us INTEGER, rep_serial TEXT,\n"
     "  rep_thumbprint TEXT, rep_txn TEXT, rep_detail TEXT, rep_subject TEXT, rep_template TEXT);\n"
     "CREATE INDEX IF NOT EXISTS enr_device ON enrollments(device);\n"
-    "CREATE INDEX IF NOT EXISTS enr_req ON enrollments(request_id);\n"
-    "CREATE INDEX IF NOT EXISTS enr_status ON enrollments(status, since_us);\n"
+    "CREATE INDEX IF NOT EXISTS enr_req ON enrollments(request_id) WHERE request_id IS NOT NULL;\n"
     "-- stuck pages through the open rows only\n"
     "CREATE INDEX IF NOT EXISTS enr_open ON enrollments(rowkey) WHERE status NOT IN (1, 2);\n"
     "-- the funnel reads this index alone, not the wide rows\n"
     "CREATE INDEX IF NOT EXISTS enr_funnel ON enrollments(platform, status, since_us, kind,\n"
     "  request_us, device_issued_us, ca_issued);\n"
-    "CREATE INDEX IF NOT EXISTS enr_thumb ON enrollments(thumbprint);\n"
-    "CREATE INDEX IF NOT EXISTS enr_txn ON enrollments(txn);\n"
-    "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial);\n"
-    "CREATE INDEX IF NOT EXISTS enr_request_us ON enrollments(request_us);\n"
-    "CREATE INDEX IF NOT EXISTS enr_dev_issued_us ON enrollments(device_issued_us);\n"
+    "CREATE INDEX IF NOT EXISTS enr_thumb ON enrollments(thumbprint) WHERE thumbprint IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS enr_txn ON enrollments(txn) WHERE txn IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial) WHERE serial IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS enr_request_us ON enrollments(request_us)"
+    " WHERE request_us IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS enr_dev_issued_us ON enrollments(device_issued_us)"
+    " WHERE device_issued_us IS NOT NULL;\n"
     "-- which template each profile's certificates were issued under, as strong links showed\n"
     "CREATE TABLE IF NOT EXISTS profile_templates(profile TEXT NOT NULL, template TEXT NOT NULL,\n"
     "  PRIMARY KEY(profile, template));\n"
@@ -82,7 +84,7 @@ const char agg_corr_schema[] =
  * (or absent) has them dropped and rebuilt from its events by the next
  * pass, so a change of derivation needs no migration code.
  */
-#define AGG_CORR_VERSION "3"
+#define AGG_CORR_VERSION "4"     /* 4: partial indexes */
 
 static sw_err
 corr_exec(sqlite3 *db, const char *sql)
@@ -772,18 +774,19 @@ exec(struct agg_corr *c, const char *q)
 }
 
 static const char strong_links[] =
-    /* enrollments holding or matching a touched issuance are re-decided */
-    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM enrollments e"
-    " JOIN touched_req t ON e.request_id = t.request_id WHERE e.kind = 0;\n"
+    /* enrollments holding or matching a touched issuance are re-decided (CROSS JOIN: from
+     * the few touched rows out, never a scan of every issuance with a key) */
     "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
-    " JOIN issuances i ON i.request_id = t.request_id"
-    " JOIN enrollments e ON e.thumbprint = i.thumbprint WHERE e.kind = 0;\n"
+    " CROSS JOIN enrollments e ON e.request_id = t.request_id WHERE e.kind = 0;\n"
     "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
-    " JOIN issuances i ON i.request_id = t.request_id"
-    " JOIN enrollments e ON e.txn = i.txn WHERE e.kind = 0;\n"
+    " CROSS JOIN issuances i ON i.request_id = t.request_id"
+    " CROSS JOIN enrollments e ON e.thumbprint = i.thumbprint WHERE e.kind = 0;\n"
     "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
-    " JOIN issuances i ON i.request_id = t.request_id"
-    " JOIN enrollments e ON e.serial = i.serial WHERE e.kind = 0;\n"
+    " CROSS JOIN issuances i ON i.request_id = t.request_id"
+    " CROSS JOIN enrollments e ON e.txn = i.txn WHERE e.kind = 0;\n"
+    "INSERT OR IGNORE INTO touched_enr(id) SELECT e.id FROM touched_req t"
+    " CROSS JOIN issuances i ON i.request_id = t.request_id"
+    " CROSS JOIN enrollments e ON e.serial = i.serial WHERE e.kind = 0;\n"
     "UPDATE enrollments SET request_id = NULL, link = 0"
     " WHERE id IN (SELECT id FROM touched_enr) AND link IN (1, 2, 3);\n"
     /* strongest key first; several matches: the lowest request id */

@@ -77,7 +77,7 @@ struct sqlite_reader {
     sqlite3_stmt *list[32];     /* by filter shape */
     sqlite3_stmt *tail[32];     /* the fleet's events past the time index, by shape */
     sqlite3_stmt *count;
-    sqlite3_stmt *enr[32];      /* by filter shape */
+    sqlite3_stmt *enr[64];      /* by filter shape */
     sqlite3_stmt *funnel;
 };
 
@@ -893,7 +893,7 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
     /* the first page waits for correlation; later pages read on */
     r->backlog = !cursor || !*cursor ? corr_catch_up(r->st, r->db) : 0;
     int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
-                (f->device ? 8 : 0) | (f->cert_key ? 16 : 0);
+                (f->device ? 8 : 0) | (f->cert_key ? 16 : 0) | (f->device && !*f->device ? 32 : 0);
     char sql[2048];
     sqlite3_stmt *s;
     size_t rows = 0;
@@ -907,7 +907,9 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
              (shape & 1) ? " AND " STUCK_EXPR : "",
              (shape & 2) ? " AND ((1 << e.status) & ?12) != 0" : "",
              (shape & 4) ? " AND e.platform = ?13" : "",
-             (shape & 8) ? " AND COALESCE(e.device, '') = ?14" : "",
+             /* by value, so enr_device serves it; "" is the rows of no device */
+             (shape & 32) ? " AND e.device IS NULL AND ?14 = ''" :
+             (shape & 8) ? " AND e.device = ?14" : "",
              (shape & 16) ? " AND (e.request_id = ?15 OR lower(e.serial) = lower(?15) OR"
                             " lower(e.thumbprint) = lower(?15) OR upper(e.txn) = upper(?15) OR"
                             " lower(i.serial) = lower(?15) OR lower(i.thumbprint) = lower(?15) OR"
