@@ -259,46 +259,35 @@ resolve_policy(struct worker *w, const Scepwatch__StuckPolicy *p, struct agg_pol
     return 0;
 }
 
-/* Report rows copied out of the store's callback. */
+/*
+ * Report rows packed as the store hands them over: each one is field 1 of
+ * ListEnrollmentsReply (a length-delimited Enrollment), so the rows go
+ * into the reply's bytes one by one, pointing at the store's strings, with
+ * no copy and no allocation a row; the reply's other fields follow them.
+ */
 struct enr_acc {
-    Scepwatch__Enrollment *rows;
-    size_t n, cap;
+    struct sw_buf *out;
+    size_t n;
     char last_key[512];
     int oom;
 };
 
-static char *
-dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
+#define ENR_ROWS_TAG 0x0a      /* ListEnrollmentsReply.rows: field 1, wire type 2 */
 
 static void
 enr_add(void *arg, const struct agg_enr_row *r)
 {
     struct enr_acc *a = arg;
-    Scepwatch__Enrollment *e;
+    Scepwatch__Enrollment e = SCEPWATCH__ENROLLMENT__INIT;
 
     if (a->oom)
         return;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 128;
-        Scepwatch__Enrollment *nr = realloc(a->rows, cap * sizeof *nr);
-        if (!nr) {
-            a->oom = 1;
-            return;
-        }
-        a->rows = nr;
-        a->cap = cap;
-    }
-    e = &a->rows[a->n++];
-    scepwatch__enrollment__init(e);
-    e->device = dup_or_null(r->device);
-    e->has_platform = 1;
-    e->platform = (Scepwatch__Platform)r->platform;
-    e->profile = dup_or_null(r->profile);
-    e->status = strdup(agg_status_name(r->status));
-#define T(f, v) if (v) { e->has_##f = 1; e->f = v; }
+    e.device = (char *)r->device;
+    e.has_platform = 1;
+    e.platform = (Scepwatch__Platform)r->platform;
+    e.profile = (char *)r->profile;
+    e.status = (char *)agg_status_name(r->status);
+#define T(f, v) if (v) { e.has_##f = 1; e.f = v; }
     T(stuck_since_us, r->stuck_since_us)
     T(last_event_us, r->last_event_us)
     T(requested_us, r->requested_us)
@@ -308,30 +297,36 @@ enr_add(void *arg, const struct agg_enr_row *r)
     T(first_us, r->first_us)
 #undef T
     if (r->last_stage) {
-        e->has_last_stage = 1;
-        e->last_stage = (Scepwatch__Stage)r->last_stage;
+        e.has_last_stage = 1;
+        e.last_stage = (Scepwatch__Stage)r->last_stage;
     }
-    e->request_id = dup_or_null(r->request_id);
-    e->serial = dup_or_null(r->serial);
-    e->thumbprint = dup_or_null(r->thumbprint);
-    e->txn = dup_or_null(r->txn);
-    e->link = r->link ? strdup(agg_link_name(r->link)) : NULL;
-    e->detail = dup_or_null(r->detail);
-    e->subject = dup_or_null(r->subject);
-    e->template_ = dup_or_null(r->template_name);
-    snprintf(a->last_key, sizeof a->last_key, "%s", r->rowkey ? r->rowkey : "");
-}
+    e.request_id = (char *)r->request_id;
+    e.serial = (char *)r->serial;
+    e.thumbprint = (char *)r->thumbprint;
+    e.txn = (char *)r->txn;
+    e.link = r->link ? (char *)agg_link_name(r->link) : NULL;
+    e.detail = (char *)r->detail;
+    e.subject = (char *)r->subject;
+    e.template_ = (char *)r->template_name;
 
-static void
-enr_free(struct enr_acc *a)
-{
-    for (size_t i = 0; i < a->n; i++) {
-        Scepwatch__Enrollment *e = &a->rows[i];
-        free(e->device); free(e->profile); free(e->status); free(e->request_id);
-        free(e->serial); free(e->thumbprint); free(e->txn); free(e->link); free(e->detail);
-        free(e->subject); free(e->template_);
+    size_t sz = scepwatch__enrollment__get_packed_size(&e), k = 0;
+    if (sw_buf_reserve(a->out, sz + 11) != SW_OK) {
+        a->oom = 1;
+        return;
     }
-    free(a->rows);
+    uint8_t *p = (uint8_t *)a->out->data + a->out->len;
+    p[k++] = ENR_ROWS_TAG;
+    for (uint64_t v = sz;; v >>= 7) {
+        if (v < 0x80) {
+            p[k++] = (uint8_t)v;
+            break;
+        }
+        p[k++] = (uint8_t)(v | 0x80);
+    }
+    k += scepwatch__enrollment__pack(&e, p + k);
+    a->out->len += k;
+    a->n++;
+    snprintf(a->last_key, sizeof a->last_key, "%s", r->rowkey ? r->rowkey : "");
 }
 
 static int
@@ -343,8 +338,7 @@ handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, ch
     struct agg_store_reader *rd = reader(w);
     struct agg_enr_filter f = { 0 };
     struct agg_policy pol;
-    struct enr_acc acc = { 0 };
-    Scepwatch__Enrollment **ptrs = NULL;
+    struct enr_acc acc = { &w->payload, 0, "", 0 };
     char cursor[512] = "";
     size_t limit = DEFAULT_PAGE;
     int more = 0, status = SW_STATUS_OK;
@@ -380,19 +374,17 @@ handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, ch
         }
         memcpy(cursor, rq->cursor.data, rq->cursor.len);
     }
+    sw_buf_reset(&w->payload);
     if (!rd || rd->ops->list_enrollments(rd, &f, &pol, cursor, limit, &more, enr_add, &acc) != SW_OK) {
         snprintf(msg, cap, "store unavailable");
         status = SW_STATUS_UNAVAILABLE;
         goto out;
     }
-    if (acc.oom || (acc.n && !(ptrs = malloc(acc.n * sizeof *ptrs)))) {
+    if (acc.oom) {
         status = SW_STATUS_RESOURCE_EXHAUSTED;
         goto out;
     }
-    for (size_t i = 0; i < acc.n; i++)
-        ptrs[i] = &acc.rows[i];
-    rp.n_rows = acc.n;
-    rp.rows = ptrs;
+    /* the rows are packed; the other fields after them */
     rp.has_as_of_us = 1;
     rp.as_of_us = pol.as_of_us;
     if ((rp.correlation_backlog = rd->ops->backlog(rd)) != 0)
@@ -402,11 +394,14 @@ handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, ch
         rp.next_cursor.data = (uint8_t *)acc.last_key;
         rp.next_cursor.len = strlen(acc.last_key);
     }
-    if (pack_msg(&rp.base, &w->payload) != SW_OK)
+    size_t tail = protobuf_c_message_get_packed_size(&rp.base);
+    if (sw_buf_reserve(&w->payload, tail) != SW_OK) {
         status = SW_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    w->payload.len += protobuf_c_message_pack(&rp.base,
+                                              (uint8_t *)w->payload.data + w->payload.len);
 out:
-    free(ptrs);
-    enr_free(&acc);
     scepwatch__list_enrollments_request__free_unpacked(rq, NULL);
     return status;
 }
@@ -506,7 +501,8 @@ handle(struct worker *w, const void *body, size_t len)
 answer:
     if (status != SW_STATUS_OK && status != SW_STATUS_UNIMPLEMENTED)
         sw_debug("%s: %s %s", rq.method[0] ? rq.method : "?", sw_status_name(status), msg);
-    if (sw_rpc_encode_reply(w->cctx, rq.request_id, status, msg, w->payload.data,
+    if (sw_rpc_encode_reply(rq.reply_plain ? NULL : w->cctx, rq.request_id, status, msg,
+                            w->payload.data,
                             w->payload.len, &w->reply) != SW_OK) {
         sw_buf_reset(&w->reply);
         sw_rpc_encode_reply(NULL, rq.request_id, SW_STATUS_RESOURCE_EXHAUSTED,

@@ -52,7 +52,12 @@ const char agg_corr_schema[] =
     "CREATE INDEX IF NOT EXISTS enr_device ON enrollments(device);\n"
     "CREATE INDEX IF NOT EXISTS enr_req ON enrollments(request_id) WHERE request_id IS NOT NULL;\n"
     "-- stuck pages through the open rows only\n"
-    "CREATE INDEX IF NOT EXISTS enr_open ON enrollments(rowkey) WHERE status NOT IN (1, 2);\n"
+    "-- (covering: the few open rows are read from the index alone, in report order; rows\n"
+    "-- not yet refreshed, status 0, stay out: the links step rewrites them all)\n"
+    "CREATE INDEX IF NOT EXISTS enr_open ON enrollments(rowkey, status, since_us, device, platform,\n"
+    "  profile, rep_stage, rep_last_us, first_us, request_us, rep_issued_us, installed_us,\n"
+    "  request_id, rep_serial, rep_thumbprint, rep_txn, rep_detail, rep_subject, rep_template,\n"
+    "  link) WHERE status NOT IN (0, 1, 2);\n"
     "-- the funnel reads this index alone, not the wide rows\n"
     "CREATE INDEX IF NOT EXISTS enr_funnel ON enrollments(platform, status, since_us, kind,\n"
     "  request_us, device_issued_us, ca_issued);\n"
@@ -84,7 +89,7 @@ const char agg_corr_schema[] =
  * (or absent) has them dropped and rebuilt from its events by the next
  * pass, so a change of derivation needs no migration code.
  */
-#define AGG_CORR_VERSION "4"     /* 4: partial indexes */
+#define AGG_CORR_VERSION "6"     /* 4: partial indexes; 6: enr_open covering */
 
 static sw_err
 corr_exec(sqlite3 *db, const char *sql)

@@ -865,7 +865,7 @@ sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
 
 /* ?1 as_of; ?2..?9 the thresholds of statuses 2..9 (status n uses ?n). */
 #define STUCK_EXPR                                                                      \
-    "(e.status NOT IN (1, 2) AND e.since_us IS NOT NULL AND e.since_us <= ?1 - CASE e.status" \
+    "(e.status NOT IN (0, 1, 2) AND e.since_us IS NOT NULL AND e.since_us <= ?1 - CASE e.status" \
     " WHEN 3 THEN ?3 WHEN 4 THEN ?4 WHEN 5 THEN ?5 WHEN 6 THEN ?6 WHEN 7 THEN ?7"       \
     " WHEN 8 THEN ?8 ELSE ?9 END)"
 

@@ -153,7 +153,7 @@ maybe_compress(void *cctx, const void *payload, size_t len, int level, struct sw
 sw_err
 sw_rpc_encode_request(void *cctx, const char *method, uint64_t request_id,
                       uint64_t deadline_ms, const void *payload, size_t len,
-                      struct sw_buf *out)
+                      unsigned flags, struct sw_buf *out)
 {
     Scepwatch__RpcRequest rq = SCEPWATCH__RPC_REQUEST__INIT;
     struct sw_buf tmp;
@@ -166,6 +166,10 @@ sw_rpc_encode_request(void *cctx, const char *method, uint64_t request_id,
     rq.has_deadline_ms = deadline_ms != 0;
     rq.deadline_ms = deadline_ms;
     rq.has_compression = rq.has_raw_size = rq.has_payload = 1;
+    if (flags & SW_RPC_REPLY_PLAIN) {
+        rq.has_reply_compression = 1;
+        rq.reply_compression = SCEPWATCH__COMPRESSION__COMPRESSION_NONE;
+    }
     e = maybe_compress(cctx, payload, len, SW_RPC_LEVEL_REQUEST, &tmp, &rq.payload,
                        &rq.compression, &rq.raw_size);
     if (e == SW_OK)
@@ -296,6 +300,8 @@ sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
     strcpy(out->method, rq->method);
     out->request_id = rq->request_id;
     out->deadline_ms = rq->has_deadline_ms ? rq->deadline_ms : 0;
+    out->reply_plain = rq->has_reply_compression &&
+                       rq->reply_compression == SCEPWATCH__COMPRESSION__COMPRESSION_NONE;
     e = inflate_payload(dctx, rq->compression, &rq->payload, rq->raw_size, max_raw, scratch,
                         &out->payload, &out->payload_len);
     free(a.mem);
@@ -350,6 +356,7 @@ struct sw_rpc_client {
     struct sw_buf payload;
     uint64_t next_id;
     uint64_t sent_id;           /* the request a reply must answer */
+    unsigned flags;             /* SW_RPC_REPLY_PLAIN on a local socket */
     int timeout_ms;
     char error[256];
 };
@@ -366,6 +373,9 @@ sw_rpc_client_open(struct sw_rpc_client **out, const char *url, int timeout_ms)
     c->cctx = ZSTD_createCCtx();
     c->dctx = ZSTD_createDCtx();
     c->timeout_ms = timeout_ms;
+    /* a local socket: replies uncompressed (bytes are free, zstd is not) */
+    if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
+        c->flags |= SW_RPC_REPLY_PLAIN;
     c->next_id = ((uint64_t)sw_now_us() << 16) ^ (uint64_t)(uintptr_t)c;
     sw_buf_init(&c->req);
     sw_buf_init(&c->payload);
@@ -429,7 +439,7 @@ sw_rpc_send(struct sw_rpc_client *c, const char *method, const void *payload, si
     sw_err e;
     int rv;
 
-    e = sw_rpc_encode_request(c->cctx, method, id, deadline, payload, len, &c->req);
+    e = sw_rpc_encode_request(c->cctx, method, id, deadline, payload, len, c->flags, &c->req);
     if (e != SW_OK)
         return e;
     if ((rv = nng_msg_alloc(&m, 0)) != 0 || (rv = nng_msg_append(m, c->req.data, c->req.len)) != 0) {

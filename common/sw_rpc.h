@@ -63,6 +63,7 @@ struct sw_rpc_request {
     char method[64];
     uint64_t request_id;
     uint64_t deadline_ms;       /* absolute, ms since epoch; 0 = none */
+    int reply_plain;            /* the caller asks for an uncompressed reply */
     const unsigned char *payload;
     size_t payload_len;
 };
@@ -91,11 +92,13 @@ sw_err sw_zstd_compress(void *cctx, const void *src, size_t n, int level, struct
 
 /*
  * Encodes an envelope around payload into out.  cctx may be NULL
- * (no compression).
+ * (no compression).  flags: SW_RPC_REPLY_PLAIN asks for an uncompressed
+ * reply (a caller on a local socket).
  */
+#define SW_RPC_REPLY_PLAIN 1u
 sw_err sw_rpc_encode_request(void *cctx, const char *method, uint64_t request_id,
                              uint64_t deadline_ms, const void *payload, size_t len,
-                             struct sw_buf *out);
+                             unsigned flags, struct sw_buf *out);
 sw_err sw_rpc_encode_reply(void *cctx, uint64_t request_id, int status, const char *message,
                            const void *payload, size_t len, struct sw_buf *out);
 

@@ -302,7 +302,7 @@ envelope_call(const char *url, const char *method, const void *payload, size_t n
     ZSTD_CCtx *c = ZSTD_createCCtx();
     int st;
     sw_buf_init(&env);
-    assert_int_equal(sw_rpc_encode_request(c, method, 1, 0, payload, n, &env), SW_OK);
+    assert_int_equal(sw_rpc_encode_request(c, method, 1, 0, payload, n, 0, &env), SW_OK);
     st = raw_call(url, env.data, env.len, 5000);
     sw_buf_fini(&env);
     ZSTD_freeCCtx(c);

@@ -68,7 +68,7 @@ test_request_round_trip_compressed(void **state)
     sw_buf_init(&env);
     sw_buf_init(&scratch);
     assert_int_equal(sw_rpc_encode_request(cctx, SW_METHOD("Ingest"), 42, 1234, payload,
-                                           sizeof payload, &env), SW_OK);
+                                           sizeof payload, 0, &env), SW_OK);
     assert_true(env.len < sizeof payload / 4); /* it was compressed */
     assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
                                            &status, why, sizeof why), SW_OK);
@@ -78,6 +78,14 @@ test_request_round_trip_compressed(void **state)
     assert_int_equal(rq.deadline_ms, 1234);
     assert_int_equal(rq.payload_len, sizeof payload);
     assert_memory_equal(rq.payload, payload, sizeof payload);
+    assert_int_equal(rq.reply_plain, 0);   /* the server's choice */
+    /* a caller on a local socket asks for its replies uncompressed */
+    assert_int_equal(sw_rpc_encode_request(cctx, SW_METHOD("Summary"), 43, 0, payload,
+                                           sizeof payload, SW_RPC_REPLY_PLAIN, &env), SW_OK);
+    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
+                                           &status, why, sizeof why), SW_OK);
+    assert_int_equal(rq.reply_plain, 1);
+    assert_int_equal(rq.request_id, 43);
     sw_buf_fini(&env);
     sw_buf_fini(&scratch);
 }
@@ -241,13 +249,13 @@ test_garbage_envelope_and_missing_method(void **state)
     assert_int_equal(status, SW_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(why, "malformed"));
     /* an envelope without a method */
-    assert_int_equal(sw_rpc_encode_request(NULL, NULL, 1, 0, "x", 1, &env), SW_OK);
+    assert_int_equal(sw_rpc_encode_request(NULL, NULL, 1, 0, "x", 1, 0, &env), SW_OK);
     assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
                                            &status, why, sizeof why), SW_EPROTO);
     assert_int_equal(status, SW_STATUS_INVALID_ARGUMENT);
     /* an uncompressed payload over the limit */
     char big[4096] = { 0 };
-    assert_int_equal(sw_rpc_encode_request(NULL, "m", 1, 0, big, sizeof big, &env), SW_OK);
+    assert_int_equal(sw_rpc_encode_request(NULL, "m", 1, 0, big, sizeof big, 0, &env), SW_OK);
     assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1024, &scratch, &rq,
                                            &status, why, sizeof why), SW_ETOOBIG);
     assert_int_equal(status, SW_STATUS_RESOURCE_EXHAUSTED);
