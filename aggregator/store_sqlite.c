@@ -532,6 +532,12 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     char why[256];
 
     *stored = *dups = 0;
+    /* identities before the writer's lock: batches of several agents hash side by side */
+    unsigned char (*ids)[SW_EVENT_IDENT_LEN] = n ? malloc(n * sizeof *ids) : NULL;
+    if (n && !ids)
+        return SW_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        sw_event_identity(&evs[i], ids[i]);
     pthread_mutex_lock(&st->lock);
     agg_corr_batch_begin(st->corr, ++st->batch_gen);
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
@@ -541,11 +547,9 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     }
     for (size_t i = 0; i < n; i++) {
         const struct sw_event *ev = &evs[i];
-        unsigned char ident[SW_EVENT_IDENT_LEN];
 
-        sw_event_identity(ev, ident);
         sqlite3_reset(s);
-        sqlite3_bind_blob(s, 1, ident, SW_EVENT_IDENT_LEN, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(s, 1, ids[i], SW_EVENT_IDENT_LEN, SQLITE_STATIC);
         bind_slice(s, 2, ev->device);
         sqlite3_bind_int(s, 3, ev->source);
         sqlite3_bind_int(s, 4, ev->platform);
@@ -612,6 +616,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     }
     pthread_mutex_unlock(&st->cmu);
     pthread_mutex_unlock(&st->lock);
+    free(ids);
     return e;
 }
 
