@@ -44,6 +44,14 @@
  */
 #define CORR_READ_WAIT_US (10 * 1000 * 1000)
 #define CORR_NICE 10
+/*
+ * The events WAL is checkpointed by the correlator thread (passive: it
+ * never blocks the writer) once it holds CKPT_SOFT pages, so the ingest
+ * thread does not copy pages at commit; past CKPT_HARD (the correlator
+ * busy with a long step) the writer checkpoints itself, as SQLite would.
+ */
+#define CKPT_SOFT 8192
+#define CKPT_HARD 65536
 
 struct sqlite_store {
     struct agg_store base;
@@ -66,6 +74,7 @@ struct sqlite_store {
     uint64_t mark_gen;          /* ingests that marked something */
     uint64_t done_gen;          /* mark_gen the last idle step had seen */
     int waiters;                /* readers waiting for the backlog */
+    int ckpt_wanted;            /* the events WAL has grown past CKPT_SOFT */
     uint64_t steps, step_us;    /* for the log */
 };
 
@@ -371,6 +380,15 @@ correlator_main(void *arg)
     pthread_mutex_lock(&st->cmu);
     while (!st->stopping) {
         int64_t wait_us = 1000 * 1000;
+        if (st->ckpt_wanted) {
+            st->ckpt_wanted = 0;
+            pthread_mutex_unlock(&st->cmu);
+            int rc = sqlite3_wal_checkpoint_v2(st->cdb, "ev", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+                sw_warn("store: checkpoint: %s", sqlite3_errmsg(st->cdb));
+            pthread_mutex_lock(&st->cmu);
+            continue;
+        }
         if (st->pending) {
             int idle = 0;
             /* marks committed before this point are seen by this step */
@@ -401,6 +419,23 @@ correlator_main(void *arg)
     pthread_cond_broadcast(&st->done_cv);
     pthread_mutex_unlock(&st->cmu);
     return NULL;
+}
+
+/* After each commit of the events writer (SQLite's WAL hook). */
+static int
+events_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct sqlite_store *st = arg;
+    if (pages >= CKPT_HARD || !st->corr_thread_started) {
+        if (pages >= CKPT_SOFT)
+            sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= CKPT_SOFT) {
+        pthread_mutex_lock(&st->cmu);
+        st->ckpt_wanted = 1;
+        pthread_cond_signal(&st->cv);
+        pthread_mutex_unlock(&st->cmu);
+    }
+    return SQLITE_OK;
 }
 
 /* No global allocation statistics: they cost a mutex on every malloc. */
@@ -457,6 +492,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         "PRAGMA foreign_keys=ON; PRAGMA cache_size=-131072;"
         "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=8192;"
+        "PRAGMA journal_size_limit=67108864;"
         "PRAGMA temp_store=MEMORY;";
     if ((e = exec(st->db, pragmas, why, cap)) != SW_OK ||
         (e = exec(st->db, "BEGIN IMMEDIATE", why, cap)) != SW_OK)
@@ -491,6 +527,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         e = SW_EDB;
         goto fail;
     }
+    sqlite3_wal_hook(st->db, events_wal_hook, st);
     /* marks a crash left behind are worked off by the first pass */
     st->pending = agg_corr_backlog(st->cdb) > 0;
     st->mark_gen = st->pending;
