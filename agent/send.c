@@ -18,18 +18,28 @@
 #include "sw_time.h"
 #include "sw_wire.h"
 
+#define SEND_SLOTS 2           /* batches in flight */
+
 struct agent_sender {
     struct agent_send_opts opts;
     struct sw_rpc_client *client;
     struct sw_wire_builder *builder;
     struct sw_buf packed;
-    /* the batch sent and not yet acknowledged: the next one is read and
-     * packed while the aggregator commits it */
-    struct sw_buf inflight;
-    uint64_t inflight_id;
-    size_t inflight_n;
-    size_t inflight_wire;
-    int has_inflight;
+    /*
+     * Batches sent and not yet acknowledged, each on a connection of its
+     * own (a REQ socket has one request outstanding): the aggregator
+     * decodes one while it commits the other, and the next one is read
+     * and packed meanwhile.
+     */
+    struct inflight {
+        struct sw_rpc_client *client;   /* slot 0's is s->client */
+        struct sw_buf buf;
+        uint64_t id;
+        size_t n, wire;
+        int busy;
+    } slot[SEND_SLOTS];
+    int next_slot;
+    int slots;                  /* SEND_SLOTS, or 1 when a second connection failed */
     uint64_t next_batch_id;
     struct agent_send_stats stats;
     int status;                 /* gRPC status of the last refusal */
@@ -92,7 +102,8 @@ agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
         s->opts.agent_id = s->opts.host;
     s->next_batch_id = random_u64();
     sw_buf_init(&s->packed);
-    sw_buf_init(&s->inflight);
+    for (int i = 0; i < SEND_SLOTS; i++)
+        sw_buf_init(&s->slot[i].buf);
     s->builder = sw_wire_builder_new();
     if (!s->builder) {
         agent_send_close(s);
@@ -122,6 +133,8 @@ agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
         agent_send_close(s);
         return e;
     }
+    s->slot[0].client = s->client;
+    s->slots = SEND_SLOTS;
     *out = s;
     return SW_OK;
 }
@@ -180,7 +193,8 @@ take_reply(struct agent_sender *s, const struct sw_rpc_reply *reply, uint64_t ba
 }
 
 static sw_err
-ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, size_t n)
+ingest(struct agent_sender *s, struct sw_rpc_client *client, uint64_t batch_id, const void *data,
+       size_t len, size_t n)
 {
     struct sw_rpc_reply reply;
     int delay = s->opts.backoff_ms;
@@ -195,12 +209,12 @@ ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, 
             sleep_ms(delay);
             delay = delay * 2 > 5000 ? 5000 : delay * 2;
         }
-        e = sw_rpc_call(s->client, SW_METHOD("Ingest"), data, len, &reply);
+        e = sw_rpc_call(client, SW_METHOD("Ingest"), data, len, &reply);
         if (e == SW_OK)
             e = take_reply(s, &reply, batch_id, n, len,
-                           sw_rpc_client_last_request_bytes(s->client));
+                           sw_rpc_client_last_request_bytes(client));
         else
-            snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
+            snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(client));
         if (e == SW_ETIMEDOUT || e == SW_EUNAVAIL || e == SW_EPROTO)
             continue;
         return e;
@@ -208,40 +222,53 @@ ingest(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len, 
     return e == SW_OK ? SW_EUNAVAIL : e;
 }
 
-/* The in-flight batch's ack; a failure is retried with the same bytes. */
+/* A slot's ack; a failure is retried with the same bytes. */
 static sw_err
-await_inflight(struct agent_sender *s)
+await_slot(struct agent_sender *s, struct inflight *f)
 {
     struct sw_rpc_reply reply;
     sw_err e;
 
-    if (!s->has_inflight)
+    if (!f->busy)
         return SW_OK;
-    s->has_inflight = 0;
-    e = sw_rpc_recv(s->client, &reply);
+    f->busy = 0;
+    e = sw_rpc_recv(f->client, &reply);
     if (e == SW_OK)
-        e = take_reply(s, &reply, s->inflight_id, s->inflight_n, s->inflight.len,
-                       s->inflight_wire);
+        e = take_reply(s, &reply, f->id, f->n, f->buf.len, f->wire);
     else
-        snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
+        snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(f->client));
     if (e != SW_ETIMEDOUT && e != SW_EUNAVAIL && e != SW_EPROTO)
         return e;
     if (s->opts.retries < 1)
         return e;
     s->stats.retries++;
-    sw_warn("batch %llu: %s; retrying", (unsigned long long)s->inflight_id, s->error);
-    return ingest(s, s->inflight_id, s->inflight.data, s->inflight.len, s->inflight_n);
+    sw_warn("batch %llu: %s; retrying", (unsigned long long)f->id, s->error);
+    return ingest(s, f->client, f->id, f->buf.data, f->buf.len, f->n);
+}
+
+/* Every batch in flight acknowledged, oldest first. */
+static sw_err
+await_all(struct agent_sender *s)
+{
+    sw_err e = SW_OK;
+    for (int i = 0; i < SEND_SLOTS; i++) {
+        sw_err e2 = await_slot(s, &s->slot[(s->next_slot + i) % SEND_SLOTS]);
+        if (e == SW_OK)
+            e = e2;
+    }
+    return e;
 }
 
 /*
- * Packs the builder's batch, waits for the previous batch's ack, and sends
- * this one without waiting for its own: the caller reads the next batch
- * while the aggregator commits this one.
+ * Packs the builder's batch, waits for the ack of the batch its slot held
+ * (sent SEND_SLOTS batches ago), and sends this one without waiting: the
+ * caller reads the next batch while the aggregator works on this one.
  */
 static sw_err
 push(struct agent_sender *s)
 {
     size_t n = sw_wire_builder_count(s->builder);
+    struct inflight *f = &s->slot[s->next_slot];
     uint64_t batch_id;
     sw_err e;
 
@@ -250,39 +277,48 @@ push(struct agent_sender *s)
     batch_id = s->next_batch_id++;
     e = sw_wire_builder_pack_batch(s->builder, s->opts.agent_id, s->opts.host, batch_id,
                                    &s->packed);
-    if (e != SW_OK || (e = await_inflight(s)) != SW_OK)
+    if (e != SW_OK || (e = await_slot(s, f)) != SW_OK)
         return e;
-    struct sw_buf t = s->inflight;
-    s->inflight = s->packed;
+    /* a second connection on first use; without one, one slot does */
+    if (!f->client && sw_rpc_client_open(&f->client, s->opts.url, s->opts.timeout_ms) != SW_OK) {
+        sw_rpc_client_close(f->client);
+        f->client = NULL;
+        s->slots = 1;
+        f = &s->slot[0];
+        if ((e = await_slot(s, f)) != SW_OK)
+            return e;
+    }
+    struct sw_buf t = f->buf;
+    f->buf = s->packed;
     s->packed = t;
-    s->inflight_id = batch_id;
-    s->inflight_n = n;
+    f->id = batch_id;
+    f->n = n;
     sw_wire_builder_reset(s->builder);
+    s->next_slot = (int)(f - s->slot + 1) % s->slots;
     s->status = SW_STATUS_OK;
-    if (sw_rpc_send(s->client, SW_METHOD("Ingest"), s->inflight.data, s->inflight.len) == SW_OK) {
-        s->inflight_wire = sw_rpc_client_last_request_bytes(s->client);
-        s->has_inflight = 1;
+    if (sw_rpc_send(f->client, SW_METHOD("Ingest"), f->buf.data, f->buf.len) == SW_OK) {
+        f->wire = sw_rpc_client_last_request_bytes(f->client);
+        f->busy = 1;
         return SW_OK;
     }
-    snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(s->client));
-    return ingest(s, batch_id, s->inflight.data, s->inflight.len, n);
+    snprintf(s->error, sizeof s->error, "%s", sw_rpc_client_error(f->client));
+    return ingest(s, f->client, batch_id, f->buf.data, f->buf.len, n);
 }
 
 sw_err
 agent_send_flush(struct agent_sender *s)
 {
     sw_err e = push(s);
-    if (e == SW_OK)
-        e = await_inflight(s);
-    return e;
+    sw_err e2 = await_all(s);
+    return e != SW_OK ? e : e2;
 }
 
 sw_err
 agent_send_batch(struct agent_sender *s, uint64_t batch_id, const void *data, size_t len,
                  size_t events)
 {
-    sw_err e = await_inflight(s);
-    return e == SW_OK ? ingest(s, batch_id, data, len, events) : e;
+    sw_err e = await_all(s);
+    return e == SW_OK ? ingest(s, s->client, batch_id, data, len, events) : e;
 }
 
 int
@@ -309,9 +345,12 @@ agent_send_close(struct agent_sender *s)
     if (!s)
         return;
     sw_rpc_client_close(s->client);
+    for (int i = 1; i < SEND_SLOTS; i++)
+        sw_rpc_client_close(s->slot[i].client);
+    for (int i = 0; i < SEND_SLOTS; i++)
+        sw_buf_fini(&s->slot[i].buf);
     sw_wire_builder_free(s->builder);
     sw_buf_fini(&s->packed);
-    sw_buf_fini(&s->inflight);
     free(s);
 }
 
