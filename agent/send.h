@@ -53,11 +53,11 @@ sw_err agent_send_open(struct agent_sender **out, const struct agent_send_opts *
                        const char **err_text);
 
 /*
- * Adds an event.  A full batch is sent without waiting for its ack: the
- * events of the next one are read while the aggregator commits it, and
- * the next full batch (or agent_send_flush) waits for that ack first, so
- * one batch at most is unacknowledged.  Errors as agent_send_flush (of
- * that batch or of the one before it).
+ * Adds an event.  A full batch is sent without waiting for its ack, on
+ * the first of two connections free: the events of the next one are read
+ * while the aggregator works, and a full batch waits for the ack of the
+ * batch sent two before it, so two batches at most are unacknowledged.
+ * Errors as agent_send_flush (of this batch or of one before it).
  */
 sw_err agent_send_add(struct agent_sender *s, const struct sw_event *ev);
 
