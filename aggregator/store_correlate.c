@@ -1379,28 +1379,58 @@ refresh_enrollments(struct agg_corr *c, int64_t limit)
     return e;
 }
 
-/* Adds events past the time index's mark to it, AGG_CORR_STEP_TIME a step. */
+struct time_key {
+    int64_t ts_us, id;
+};
+
+static int
+time_key_cmp(const void *a, const void *b)
+{
+    const struct time_key *x = a, *y = b;
+    if (x->ts_us != y->ts_us)
+        return x->ts_us < y->ts_us ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * Adds events past the time index's mark to it, AGG_CORR_STEP_TIME a step,
+ * in key order: a history upload's times are scattered, and sorted they
+ * land on each index page once instead of once a row.
+ */
 static sw_err
 index_times(struct agg_corr *c, int64_t upto)
 {
     sqlite3_stmt *s = stmt(c, S_TIME_NEW), *put = c->st[S_TIME_PUT];
-    int64_t last = upto;
+    struct time_key *k = malloc(AGG_CORR_STEP_TIME * sizeof *k);
+    size_t n = 0;
     sw_err e = SW_OK;
     int rc;
 
+    if (!k)
+        return SW_ENOMEM;
     sqlite3_bind_int64(s, 1, upto);
     sqlite3_bind_int64(s, 2, AGG_CORR_STEP_TIME);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        last = sqlite3_column_int64(s, 0);
-        sqlite3_bind_int64(put, 1, sqlite3_column_int64(s, 1));
-        sqlite3_bind_int64(put, 2, last);
-        if ((e = step_done(c, put, "time index")) != SW_OK)
-            break;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < AGG_CORR_STEP_TIME) {
+        k[n].id = sqlite3_column_int64(s, 0);
+        k[n].ts_us = sqlite3_column_int64(s, 1);
+        n++;
     }
     sqlite3_reset(s);
-    if (e == SW_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         e = db_err(c, "new events");
-    if (e != SW_OK || last == upto)
+    if (e != SW_OK || n == 0) {
+        free(k);
+        return e;
+    }
+    int64_t last = k[n - 1].id;     /* read in id order */
+    qsort(k, n, sizeof *k, time_key_cmp);
+    for (size_t i = 0; i < n && e == SW_OK; i++) {
+        sqlite3_bind_int64(put, 1, k[i].ts_us);
+        sqlite3_bind_int64(put, 2, k[i].id);
+        e = step_done(c, put, "time index");
+    }
+    free(k);
+    if (e != SW_OK)
         return e;
     s = stmt(c, S_TIME_UPTO);
     sqlite3_bind_int64(s, 1, last);
