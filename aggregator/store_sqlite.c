@@ -119,9 +119,11 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS events_request ON events(request_id) WHERE request_id IS NOT NULL;\n"
     "-- what correlation must revisit, committed with the events; gen: the batch that\n"
     "-- marked it last (a mark made again while a step works stays for the next one)\n"
-    "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0);\n"
+    "-- (without rowid: a mark is one b-tree insert, not a row and its key's index)\n"
+    "CREATE TABLE IF NOT EXISTS dirty_dev(device TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0)"
+    " WITHOUT ROWID;\n"
     "CREATE TABLE IF NOT EXISTS dirty_req(request_id TEXT PRIMARY KEY,"
-    " gen INTEGER NOT NULL DEFAULT 0);\n"
+    " gen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;\n"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');\n";
 
 static const char insert_sql[] =
