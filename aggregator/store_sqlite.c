@@ -247,11 +247,15 @@ last_gen(sqlite3 *db)
     return g;
 }
 
-/* The derived database on a connection: main, with the events attached as "ev". */
+/*
+ * The derived database on a connection: main, with the events attached as
+ * "ev", given cache_kib of page cache and the same mmap as main.
+ */
 static sw_err
-attach_events(sqlite3 *db, const char *events_path, char *why, size_t cap)
+attach_events(sqlite3 *db, const char *events_path, int cache_kib, char *why, size_t cap)
 {
     sqlite3_stmt *s;
+    char pragmas[128];
     int rc;
 
     if (sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS ev", -1, &s, NULL) != SQLITE_OK) {
@@ -265,7 +269,9 @@ attach_events(sqlite3 *db, const char *events_path, char *why, size_t cap)
         set_why(why, cap, db, events_path);
         return SW_EDB;
     }
-    return SW_OK;
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA ev.cache_size=-%d; PRAGMA ev.mmap_size=1073741824;", cache_kib);
+    return exec(db, pragmas, why, cap);
 }
 
 static void
@@ -512,9 +518,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     /* the derived database, its own writer; the events read through "ev" */
     if ((e = open_conn(st->dpath, 0, &st->cdb, why, cap)) != SW_OK ||
         (e = exec(st->cdb, pragmas, why, cap)) != SW_OK ||
-        (e = attach_events(st->cdb, path, why, cap)) != SW_OK ||
-        (e = exec(st->cdb, "PRAGMA ev.cache_size=-65536; PRAGMA ev.mmap_size=1073741824;",
-                  why, cap)) != SW_OK)
+        (e = attach_events(st->cdb, path, 65536, why, cap)) != SW_OK)
         goto fail;
     if ((e = agg_corr_prepare_schema(st->cdb, st->db)) != SW_OK) {
         snprintf(why, cap, "%s: cannot prepare the derived tables (see the log)", st->dpath);
@@ -692,9 +696,7 @@ sqlite_reader_open(struct agg_store *base, struct agg_store_reader **out)
     r->base.ops = &agg_store_sqlite;
     r->st = st;
     if (open_conn(st->dpath, 1, &r->db, why, sizeof why) != SW_OK ||
-        attach_events(r->db, st->path, why, sizeof why) != SW_OK ||
-        exec(r->db, "PRAGMA ev.cache_size=-32768; PRAGMA ev.mmap_size=1073741824;", why,
-             sizeof why) != SW_OK) {
+        attach_events(r->db, st->path, 32768, why, sizeof why) != SW_OK) {
         sqlite3_close(r->db);
         sw_error("store: reader: %s", why);
         free(r);

@@ -191,12 +191,18 @@ sw_time_parse(const char *s, size_t n, int default_off_min, int64_t *out_us)
     return 0;
 }
 
+static int64_t
+clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t
 sw_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_us(CLOCK_REALTIME);
 }
 
 int64_t
@@ -234,9 +240,7 @@ sw_parse_duration_us(const char *s)
 int64_t
 sw_mono_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_us(CLOCK_MONOTONIC);
 }
 
 void

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sw_json.h"
+#include "sw_time.h"
 
 char *
 th_write_temp(const void *content, size_t len)
@@ -409,9 +410,7 @@ th_rss_kb(pid_t pid)
 int64_t
 th_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sw_mono_us() / 1000;
 }
 
 void
