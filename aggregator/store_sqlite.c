@@ -44,6 +44,7 @@
  */
 #define CORR_READ_WAIT_US (10 * 1000 * 1000)
 #define CORR_NICE 10
+#define EVENTS_CACHE_KIB "32768"       /* the events writer's page cache (see sqlite_open) */
 /*
  * The events WAL is checkpointed by the correlator thread (passive: it
  * never blocks the writer) once it holds CKPT_SOFT pages, so the ingest
@@ -495,6 +496,12 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
      * insert is a pread); mmap serves the rest without copies; a larger
      * WAL between checkpoints writes each hot page once, not per batch;
      * SQLite's own sort scratch stays in memory.
+     *
+     * The derived database's writer keeps 128 MiB of cache; the events
+     * writer 32 MiB (below): its inserts touch the table's last pages and
+     * the identity index, and every fresh cache page costs a page fault.
+     * Ingest measured with 16, 32 and 64 MiB alike, and 128 MiB slower
+     * (1M-enrollment upload: 237k events/s at 32 MiB, 145k at 128 MiB).
      */
     static const char pragmas[] =
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -503,6 +510,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         "PRAGMA journal_size_limit=67108864;"
         "PRAGMA temp_store=MEMORY;";
     if ((e = exec(st->db, pragmas, why, cap)) != SW_OK ||
+        (e = exec(st->db, "PRAGMA cache_size=-" EVENTS_CACHE_KIB, why, cap)) != SW_OK ||
         (e = exec(st->db, "BEGIN IMMEDIATE", why, cap)) != SW_OK)
         goto fail;
     if ((e = exec(st->db, schema, why, cap)) != SW_OK ||
