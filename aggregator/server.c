@@ -14,6 +14,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "scepwatch.pb-c.h"
+#include "sw_arena.h"
 #include "sw_buf.h"
 #include "sw_log.h"
 #include "sw_rpc.h"
@@ -23,6 +24,7 @@
 #define MAX_PAGE 10000
 #define DEFAULT_PAGE 1000
 #define INGEST_MAX_MEM (128u << 20)
+#define BATCH_KEEP (32u << 20)  /* a larger decoded batch's memory is given back */
 
 struct worker {
     pthread_t thread;
@@ -31,12 +33,14 @@ struct worker {
     nng_aio *aio;
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
+    struct sw_buf env;          /* request envelope (and an uncompressed payload) */
     struct sw_buf scratch;      /* decompressed request payload */
     struct sw_buf payload;      /* reply payload */
     struct sw_buf reply;        /* encoded reply envelope */
     struct agg_store_reader *reader;
     struct sw_event *evs;       /* ingest conversion buffer */
     size_t evs_cap;
+    struct sw_arena batch;      /* the decoded ingest batch; its blocks serve the next */
     int started;
 };
 
@@ -103,7 +107,9 @@ handle_ingest(struct worker *w, const unsigned char *req, size_t n, char *msg, s
     uint32_t stored = 0, dups = 0;
     sw_err e;
 
-    e = sw_wire_decode_batch(req, n, INGEST_MAX_MEM, &d, msg, cap);
+    e = sw_wire_decode_batch_reuse(&w->batch, req, n, INGEST_MAX_MEM, &d, msg, cap);
+    if (e != SW_OK)
+        sw_arena_release(&w->batch);    /* a hostile batch may have filled it */
     if (e == SW_ETOOBIG || e == SW_ENOMEM)
         return SW_STATUS_RESOURCE_EXHAUSTED;
     if (e != SW_OK)
@@ -123,7 +129,10 @@ handle_ingest(struct worker *w, const unsigned char *req, size_t n, char *msg, s
     e = w->srv->store->ops->ingest(w->srv->store, w->evs, d.count, d.agent_id, &stored, &dups);
     ack.has_batch_id = 1;
     ack.batch_id = d.batch_id;
+    size_t used = w->batch.total;
     sw_wire_decoded_fini(&d);
+    if (used > BATCH_KEEP)
+        sw_arena_release(&w->batch);
     if (e != SW_OK) {
         /* not committed: the agent keeps the batch and retries */
         snprintf(msg, cap, "store: %s", sw_strerror(e));
@@ -478,7 +487,7 @@ handle(struct worker *w, const void *body, size_t len)
     const struct method *m = NULL;
 
     sw_buf_reset(&w->payload);
-    if (sw_rpc_decode_request(w->dctx, body, len, w->srv->opts.max_raw, &w->scratch, &rq,
+    if (sw_rpc_decode_request(w->dctx, body, len, w->srv->opts.max_raw, &w->env, &w->scratch, &rq,
                               &status, msg, sizeof msg) != SW_OK)
         goto answer;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -509,6 +518,8 @@ answer:
                             "reply too large", NULL, 0, &w->reply);
     }
     /* keep big buffers from pinning memory between requests */
+    if (w->env.cap > (8u << 20))
+        sw_buf_fini(&w->env);
     if (w->scratch.cap > (8u << 20))
         sw_buf_fini(&w->scratch);
     if (w->payload.cap > (8u << 20))
@@ -564,12 +575,14 @@ worker_fini(struct worker *w)
         nng_aio_free(w->aio);
     ZSTD_freeCCtx(w->cctx);
     ZSTD_freeDCtx(w->dctx);
+    sw_buf_fini(&w->env);
     sw_buf_fini(&w->scratch);
     sw_buf_fini(&w->payload);
     sw_buf_fini(&w->reply);
     if (w->reader)
         w->reader->ops->reader_close(w->reader);
     free(w->evs);
+    sw_arena_release(&w->batch);
 }
 
 void
@@ -635,6 +648,7 @@ agg_server_start(struct agg_server **out, const struct agg_server_opts *opts,
         w->srv = srv;
         w->cctx = ZSTD_createCCtx();
         w->dctx = ZSTD_createDCtx();
+        sw_buf_init(&w->env);
         sw_buf_init(&w->scratch);
         sw_buf_init(&w->payload);
         sw_buf_init(&w->reply);

@@ -3,6 +3,7 @@
  */
 #include "sw_rpc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,7 +205,10 @@ sw_rpc_encode_reply(void *cctx, uint64_t request_id, int status, const char *mes
 /*
  * Envelopes unpack into one arena sized from the message (protobuf-c copies
  * bytes fields), so the envelope parser cannot be made to allocate more
- * than the message it was given plus a constant.
+ * than the message it was given plus a constant.  The arena is the
+ * caller's env buffer, kept from one message to the next: its memory is
+ * reused instead of allocated afresh (a reply page is megabytes), and an
+ * uncompressed payload is used where it lies.
  */
 struct arena {
     char *mem;
@@ -213,12 +217,16 @@ struct arena {
 };
 
 static int
-arena_open(struct arena *a, size_t n)
+arena_open(struct arena *a, struct sw_buf *env, size_t n)
 {
+    sw_buf_reset(env);
+    if (n > SIZE_MAX / 2 || sw_buf_reserve(env, n + 4096 + 16) != SW_OK)
+        return -1;
+    uintptr_t p = ((uintptr_t)env->data + 15) & ~(uintptr_t)15;
+    a->mem = (char *)p;
     a->cap = n + 4096;
     a->used = 0;
-    a->mem = malloc(a->cap);
-    return a->mem ? 0 : -1;
+    return 0;
 }
 
 static void *
@@ -248,12 +256,8 @@ inflate_payload(void *dctx, Scepwatch__Compression comp, const ProtobufCBinaryDa
     if (comp == SCEPWATCH__COMPRESSION__COMPRESSION_NONE) {
         if (bd->len > max_raw)
             return SW_ETOOBIG;
-        /* copy: the envelope's memory is gone once we return */
-        sw_buf_reset(scratch);
-        sw_buf_append(scratch, bd->data, bd->len);
-        if (scratch->oom)
-            return SW_ENOMEM;
-        *pp = (const unsigned char *)scratch->data;
+        /* where it lies: in the envelope arena, the caller's env buffer */
+        *pp = bd->len ? bd->data : (const unsigned char *)"";
         *pl = bd->len;
         return SW_OK;
     }
@@ -269,7 +273,7 @@ inflate_payload(void *dctx, Scepwatch__Compression comp, const ProtobufCBinaryDa
 
 sw_err
 sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
-                      struct sw_buf *scratch, struct sw_rpc_request *out,
+                      struct sw_buf *env, struct sw_buf *scratch, struct sw_rpc_request *out,
                       int *status, char *why, size_t why_cap)
 {
     /* The payload is bytes inside the envelope, so the envelope arena
@@ -281,19 +285,17 @@ sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
 
     memset(out, 0, sizeof *out);
     *status = SW_STATUS_INVALID_ARGUMENT;
-    if (arena_open(&a, n) != 0) {
+    if (arena_open(&a, env, n) != 0) {
         *status = SW_STATUS_RESOURCE_EXHAUSTED;
         snprintf(why, why_cap, "out of memory");
         return SW_ENOMEM;
     }
     rq = scepwatch__rpc_request__unpack(&alloc, n, msg);
     if (!rq) {
-        free(a.mem);
         snprintf(why, why_cap, "malformed request envelope");
         return SW_EPROTO;
     }
     if (!rq->method || strlen(rq->method) >= sizeof out->method) {
-        free(a.mem);
         snprintf(why, why_cap, "missing or overlong method");
         return SW_EPROTO;
     }
@@ -304,7 +306,6 @@ sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
                        rq->reply_compression == SCEPWATCH__COMPRESSION__COMPRESSION_NONE;
     e = inflate_payload(dctx, rq->compression, &rq->payload, rq->raw_size, max_raw, scratch,
                         &out->payload, &out->payload_len);
-    free(a.mem);
     if (e == SW_ETOOBIG) {
         *status = SW_STATUS_RESOURCE_EXHAUSTED;
         snprintf(why, why_cap, "payload exceeds %zu bytes", max_raw);
@@ -321,29 +322,24 @@ sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
 
 sw_err
 sw_rpc_decode_reply(void *dctx, const void *msg, size_t n, size_t max_raw,
-                    struct sw_buf *scratch, struct sw_rpc_reply *out)
+                    struct sw_buf *env, struct sw_buf *scratch, struct sw_rpc_reply *out)
 {
     struct arena a;
     ProtobufCAllocator alloc = { arena_alloc, arena_free, &a };
     Scepwatch__RpcReply *rp;
-    sw_err e;
 
     memset(out, 0, sizeof *out);
-    if (arena_open(&a, n) != 0)
+    if (arena_open(&a, env, n) != 0)
         return SW_ENOMEM;
     rp = scepwatch__rpc_reply__unpack(&alloc, n, msg);
-    if (!rp) {
-        free(a.mem);
+    if (!rp)
         return SW_EPROTO;
-    }
     out->request_id = rp->request_id;
     out->status = rp->has_status ? (int)rp->status : SW_STATUS_UNKNOWN;
     if (rp->message)
         snprintf(out->message, sizeof out->message, "%s", rp->message);
-    e = inflate_payload(dctx, rp->compression, &rp->payload, rp->raw_size, max_raw,
-                        scratch, &out->payload, &out->payload_len);
-    free(a.mem);
-    return e;
+    return inflate_payload(dctx, rp->compression, &rp->payload, rp->raw_size, max_raw,
+                           scratch, &out->payload, &out->payload_len);
 }
 
 /* ---- client ---- */
@@ -353,7 +349,8 @@ struct sw_rpc_client {
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
     struct sw_buf req;
-    struct sw_buf payload;
+    struct sw_buf env;          /* the last reply's envelope (and plain payload) */
+    struct sw_buf payload;      /* the last reply's inflated payload */
     uint64_t next_id;
     uint64_t sent_id;           /* the request a reply must answer */
     unsigned flags;             /* SW_RPC_REPLY_PLAIN on a local socket */
@@ -378,6 +375,7 @@ sw_rpc_client_open(struct sw_rpc_client **out, const char *url, int timeout_ms)
         c->flags |= SW_RPC_REPLY_PLAIN;
     c->next_id = ((uint64_t)sw_now_us() << 16) ^ (uint64_t)(uintptr_t)c;
     sw_buf_init(&c->req);
+    sw_buf_init(&c->env);
     sw_buf_init(&c->payload);
     if (!c->cctx || !c->dctx) {
         sw_rpc_client_close(c);
@@ -413,6 +411,7 @@ sw_rpc_client_close(struct sw_rpc_client *c)
     ZSTD_freeCCtx(c->cctx);
     ZSTD_freeDCtx(c->dctx);
     sw_buf_fini(&c->req);
+    sw_buf_fini(&c->env);
     sw_buf_fini(&c->payload);
     free(c);
 }
@@ -468,7 +467,7 @@ sw_rpc_recv(struct sw_rpc_client *c, struct sw_rpc_reply *reply)
             return rv == NNG_ETIMEDOUT ? SW_ETIMEDOUT : SW_EUNAVAIL;
         }
         e = sw_rpc_decode_reply(c->dctx, nng_msg_body(m), nng_msg_len(m), SW_RPC_MAX_RAW,
-                                &c->payload, reply);
+                                &c->env, &c->payload, reply);
         nng_msg_free(m);
         if (e != SW_OK) {
             snprintf(c->error, sizeof c->error, "malformed reply: %s", sw_strerror(e));

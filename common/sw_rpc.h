@@ -103,15 +103,19 @@ sw_err sw_rpc_encode_reply(void *cctx, uint64_t request_id, int status, const ch
                            const void *payload, size_t len, struct sw_buf *out);
 
 /*
- * Decodes an envelope of 'n' bytes; a compressed payload is inflated into
- * scratch (bounded by max_raw).  On failure, *status says what to answer
- * (INVALID_ARGUMENT or RESOURCE_EXHAUSTED) and msg (cap bytes) why.
+ * Decodes an envelope of 'n' bytes into env (about n bytes; an
+ * uncompressed payload is used where it lies there); a compressed payload
+ * is inflated into scratch (bounded by max_raw).  The payload lives until
+ * the next decode with the same buffers: keep them from call to call, and
+ * each message reuses the memory of the one before.  On failure, *status
+ * says what to answer (INVALID_ARGUMENT or RESOURCE_EXHAUSTED) and msg
+ * (cap bytes) why.
  */
 sw_err sw_rpc_decode_request(void *dctx, const void *msg, size_t n, size_t max_raw,
-                             struct sw_buf *scratch, struct sw_rpc_request *out,
-                             int *status, char *why, size_t why_cap);
+                             struct sw_buf *env, struct sw_buf *scratch,
+                             struct sw_rpc_request *out, int *status, char *why, size_t why_cap);
 sw_err sw_rpc_decode_reply(void *dctx, const void *msg, size_t n, size_t max_raw,
-                           struct sw_buf *scratch, struct sw_rpc_reply *out);
+                           struct sw_buf *env, struct sw_buf *scratch, struct sw_rpc_reply *out);
 
 /* ---- client ---- */
 

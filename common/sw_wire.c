@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "scepwatch.pb-c.h"
+#include "sw_arena.h"
 
 /* sw_event field -> generated field (protoc-c renames C++ keywords). */
 #define WIRE_FIELDS(X) \
@@ -15,72 +16,10 @@
     X(serial, serial) X(request_id, request_id) X(subject, subject) \
     X(template, template_) X(requester, requester) X(detail, detail)
 
-/* ---- a block arena: strings keep their address until reset ---- */
-
-struct block {
-    struct block *next;
-    size_t used, cap;
-    char mem[];
-};
-
-struct arena {
-    struct block *head;
-    size_t total;       /* bytes handed out */
-    size_t limit;       /* 0 = none */
-};
-
-static void *
-arena_get(struct arena *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    if (a->limit && n > a->limit - a->total)
-        return NULL;
-    if (!a->head || a->head->cap - a->head->used < n) {
-        size_t cap = n > 60000 ? n : 65536 - sizeof(struct block);
-        struct block *b = malloc(sizeof *b + cap);
-        if (!b)
-            return NULL;
-        b->next = a->head;
-        b->used = 0;
-        b->cap = cap;
-        a->head = b;
-    }
-    void *p = a->head->mem + a->head->used;
-    a->head->used += n;
-    a->total += n;
-    return p;
-}
-
-static void
-arena_reset(struct arena *a)
-{
-    struct block *b = a->head;
-    while (b) {
-        struct block *nx = b->next;
-        free(b);
-        b = nx;
-    }
-    a->head = NULL;
-    a->total = 0;
-}
-
-static void *
-pb_alloc(void *ad, size_t n)
-{
-    return arena_get(ad, n);
-}
-
-static void
-pb_free(void *ad, void *p)
-{
-    (void)ad;
-    (void)p;
-}
-
 /* ---- builder ---- */
 
 struct sw_wire_builder {
-    struct arena arena;
+    struct sw_arena arena;      /* reset keeps its blocks: the next batch reuses them */
     Scepwatch__Event **events;
     size_t n, cap;
     char **files;
@@ -100,7 +39,7 @@ sw_wire_builder_new(void)
 void
 sw_wire_builder_reset(struct sw_wire_builder *b)
 {
-    arena_reset(&b->arena);
+    sw_arena_reset(&b->arena);
     b->n = 0;
     b->nfiles = 0;
     b->ndevices = 0;
@@ -113,7 +52,7 @@ sw_wire_builder_free(struct sw_wire_builder *b)
 {
     if (!b)
         return;
-    arena_reset(&b->arena);
+    sw_arena_release(&b->arena);
     free(b->events);
     free(b->files);
     free(b->devices);
@@ -125,7 +64,7 @@ dup_slice(struct sw_wire_builder *b, struct sw_slice s)
 {
     if (!s.len)
         return NULL;
-    char *p = arena_get(&b->arena, s.len + 1);
+    char *p = sw_arena_get(&b->arena, s.len + 1);
     if (!p)
         return NULL;
     memcpy(p, s.ptr, s.len);
@@ -172,7 +111,7 @@ sw_wire_builder_add(struct sw_wire_builder *b, const struct sw_event *ev)
         b->events = ne;
         b->cap = cap;
     }
-    pe = arena_get(&b->arena, sizeof *pe);
+    pe = sw_arena_get(&b->arena, sizeof *pe);
     if (!pe)
         return SW_ENOMEM;
     scepwatch__event__init(pe);
@@ -426,20 +365,22 @@ resolve_batch(Scepwatch__Batch *bt, char *why, size_t cap)
 }
 
 static sw_err
-decode(const void *p, size_t n, size_t max_mem, int list, struct sw_wire_decoded *out,
-       char *why, size_t cap)
+decode(const void *p, size_t n, size_t max_mem, int list, struct sw_arena *reuse,
+       struct sw_wire_decoded *out, char *why, size_t cap)
 {
-    struct arena *a = calloc(1, sizeof *a);
-    ProtobufCAllocator alloc = { pb_alloc, pb_free, a };
+    struct sw_arena *a = reuse ? reuse : calloc(1, sizeof *a);
     Scepwatch__Event **events;
     size_t nev, nfiles = 0;
 
     memset(out, 0, sizeof *out);
     if (!a)
         return SW_ENOMEM;
+    sw_arena_reset(a);
     a->limit = max_mem;
     out->arena = a;
+    out->own_arena = !reuse;
     out->is_list = list;
+    ProtobufCAllocator alloc = sw_arena_allocator(a);
     if (list) {
         Scepwatch__ListEventsReply *r = scepwatch__list_events_reply__unpack(&alloc, n, p);
         if (!r)
@@ -500,22 +441,38 @@ sw_err
 sw_wire_decode_batch(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
                      char *why, size_t cap)
 {
-    return decode(p, n, max_mem, 0, out, why, cap);
+    return decode(p, n, max_mem, 0, NULL, out, why, cap);
+}
+
+sw_err
+sw_wire_decode_batch_reuse(struct sw_arena *a, const void *p, size_t n, size_t max_mem,
+                           struct sw_wire_decoded *out, char *why, size_t cap)
+{
+    return decode(p, n, max_mem, 0, a, out, why, cap);
 }
 
 sw_err
 sw_wire_decode_list(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
                     char *why, size_t cap)
 {
-    return decode(p, n, max_mem, 1, out, why, cap);
+    return decode(p, n, max_mem, 1, NULL, out, why, cap);
+}
+
+sw_err
+sw_wire_decode_list_reuse(struct sw_arena *a, const void *p, size_t n, size_t max_mem,
+                          struct sw_wire_decoded *out, char *why, size_t cap)
+{
+    return decode(p, n, max_mem, 1, a, out, why, cap);
 }
 
 void
 sw_wire_decoded_fini(struct sw_wire_decoded *d)
 {
-    if (d->arena) {
-        arena_reset(d->arena);
+    if (d->arena && d->own_arena) {
+        sw_arena_release(d->arena);
         free(d->arena);
+    } else if (d->arena) {
+        sw_arena_reset(d->arena);
     }
     memset(d, 0, sizeof *d);
 }

@@ -42,10 +42,13 @@ sw_err sw_wire_builder_pack_batch(struct sw_wire_builder *b, const char *agent_i
 sw_err sw_wire_builder_pack_list(struct sw_wire_builder *b, const void *cursor,
                                  size_t cursor_len, struct sw_buf *out);
 
+struct sw_arena;
+
 /* A decoded Batch or ListEventsReply. */
 struct sw_wire_decoded {
     void *msg;                  /* the unpacked protobuf message */
-    void *arena;
+    struct sw_arena *arena;     /* where it lives */
+    int own_arena;              /* freed by fini (else only reset) */
     int is_list;
     size_t count;
     uint64_t batch_id;
@@ -63,6 +66,14 @@ sw_err sw_wire_decode_batch(const void *p, size_t n, size_t max_mem,
                             struct sw_wire_decoded *out, char *why, size_t why_cap);
 sw_err sw_wire_decode_list(const void *p, size_t n, size_t max_mem,
                            struct sw_wire_decoded *out, char *why, size_t why_cap);
+/*
+ * The same into the caller's arena, which fini resets but keeps: a loop
+ * decoding batch after batch reuses the same memory.
+ */
+sw_err sw_wire_decode_batch_reuse(struct sw_arena *a, const void *p, size_t n, size_t max_mem,
+                                  struct sw_wire_decoded *out, char *why, size_t why_cap);
+sw_err sw_wire_decode_list_reuse(struct sw_arena *a, const void *p, size_t n, size_t max_mem,
+                                 struct sw_wire_decoded *out, char *why, size_t why_cap);
 void sw_wire_decoded_fini(struct sw_wire_decoded *d);
 
 /* Event i as an sw_event whose slices point into d. */

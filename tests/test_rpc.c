@@ -57,7 +57,7 @@ test_status_codes_match_grpc(void **state)
 static void
 test_request_round_trip_compressed(void **state)
 {
-    struct sw_buf env, scratch;
+    struct sw_buf env, denv, scratch;
     struct sw_rpc_request rq;
     char payload[20000], why[128];
     int status;
@@ -66,11 +66,12 @@ test_request_round_trip_compressed(void **state)
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (char)('a' + i % 7);
     sw_buf_init(&env);
+    sw_buf_init(&denv);
     sw_buf_init(&scratch);
     assert_int_equal(sw_rpc_encode_request(cctx, SW_METHOD("Ingest"), 42, 1234, payload,
                                            sizeof payload, 0, &env), SW_OK);
     assert_true(env.len < sizeof payload / 4); /* it was compressed */
-    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
+    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &denv, &scratch, &rq,
                                            &status, why, sizeof why), SW_OK);
     assert_int_equal(status, SW_STATUS_OK);
     assert_string_equal(rq.method, "scepwatch.ScepWatch/Ingest");
@@ -82,32 +83,50 @@ test_request_round_trip_compressed(void **state)
     /* a caller on a local socket asks for its replies uncompressed */
     assert_int_equal(sw_rpc_encode_request(cctx, SW_METHOD("Summary"), 43, 0, payload,
                                            sizeof payload, SW_RPC_REPLY_PLAIN, &env), SW_OK);
-    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
+    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &denv, &scratch, &rq,
                                            &status, why, sizeof why), SW_OK);
     assert_int_equal(rq.reply_plain, 1);
     assert_int_equal(rq.request_id, 43);
     sw_buf_fini(&env);
+    sw_buf_fini(&denv);
     sw_buf_fini(&scratch);
 }
 
 static void
 test_small_payload_uncompressed(void **state)
 {
-    struct sw_buf env, scratch;
+    struct sw_buf env, denv, scratch;
     struct sw_rpc_reply rp;
 
     (void)state;
     sw_buf_init(&env);
+    sw_buf_init(&denv);
     sw_buf_init(&scratch);
     assert_int_equal(sw_rpc_encode_reply(cctx, 7, SW_STATUS_NOT_FOUND, "no such device", "xy", 2,
                                          &env), SW_OK);
-    assert_int_equal(sw_rpc_decode_reply(dctx, env.data, env.len, 1 << 20, &scratch, &rp), SW_OK);
+    assert_int_equal(sw_rpc_decode_reply(dctx, env.data, env.len, 1 << 20, &denv, &scratch, &rp), SW_OK);
     assert_int_equal(rp.request_id, 7);
     assert_int_equal(rp.status, SW_STATUS_NOT_FOUND);
     assert_string_equal(rp.message, "no such device");
     assert_int_equal(rp.payload_len, 2);
     assert_memory_equal(rp.payload, "xy", 2);
+    /* the same buffers again, as a client decodes reply after reply: a plain
+     * payload is read where it lies, in the reused envelope buffer */
+    char page[3000];
+    memset(page, 'p', sizeof page);
+    assert_int_equal(sw_rpc_encode_reply(NULL, 8, SW_STATUS_OK, NULL, page, sizeof page, &env),
+                     SW_OK);
+    assert_int_equal(sw_rpc_decode_reply(dctx, env.data, env.len, 1 << 20, &denv, &scratch, &rp),
+                     SW_OK);
+    assert_int_equal(rp.request_id, 8);
+    assert_int_equal(rp.payload_len, sizeof page);
+    assert_memory_equal(rp.payload, page, sizeof page);
+    assert_true(rp.payload >= (const unsigned char *)denv.data &&
+                rp.payload + rp.payload_len <= (const unsigned char *)denv.data + denv.cap);
+    assert_int_equal(sw_rpc_decode_reply(dctx, "\x08", 1, 1 << 20, &denv, &scratch, &rp),
+                     SW_EPROTO);
     sw_buf_fini(&env);
+    sw_buf_fini(&denv);
     sw_buf_fini(&scratch);
 }
 
@@ -130,16 +149,20 @@ raw_envelope(const void *frame, size_t n, uint64_t declared, const char *method,
 static int
 decode_status(struct sw_buf *env, size_t max_raw, sw_err *err)
 {
-    struct sw_buf scratch;
+    struct sw_buf denv, scratch;
     struct sw_rpc_request rq;
     char why[128];
     int status;
 
+    sw_buf_init(&denv);
     sw_buf_init(&scratch);
-    *err = sw_rpc_decode_request(dctx, env->data, env->len, max_raw, &scratch, &rq, &status,
+    *err = sw_rpc_decode_request(dctx, env->data, env->len, max_raw, &denv, &scratch, &rq, &status,
                                  why, sizeof why);
-    /* a refused request never leaves a buffer bigger than the limit */
+    /* a refused request never leaves a buffer bigger than the limit, and the
+     * envelope's memory follows the message's size */
     assert_true(scratch.cap <= max_raw + 1);
+    assert_true(denv.cap <= 2 * (env->len + 8192));
+    sw_buf_fini(&denv);
     sw_buf_fini(&scratch);
     return status;
 }
@@ -179,7 +202,7 @@ test_streamed_frame_without_size_is_bounded(void **state)
     ZSTD_CCtx *cc = ZSTD_createCCtx();
     ZSTD_inBuffer in = { zeros, big, 0 };
     ZSTD_outBuffer ob = { out, cap, 0 };
-    struct sw_buf env, scratch;
+    struct sw_buf env, denv, scratch;
     sw_err e;
 
     (void)state;
@@ -190,6 +213,7 @@ test_streamed_frame_without_size_is_bounded(void **state)
         ;
     assert_int_equal(ZSTD_getFrameContentSize(out, ob.pos), ZSTD_CONTENTSIZE_UNKNOWN);
     sw_buf_init(&env);
+    sw_buf_init(&denv);
     sw_buf_init(&scratch);
     /* declares 1000 bytes but inflates to 4 MiB: refused, nothing big allocated */
     raw_envelope(out, ob.pos, 1000, SW_METHOD("Ingest"), &env);
@@ -199,6 +223,7 @@ test_streamed_frame_without_size_is_bounded(void **state)
     raw_envelope(out, ob.pos, big, SW_METHOD("Ingest"), &env);
     assert_int_equal(decode_status(&env, 8u << 20, &e), SW_STATUS_OK);
     sw_buf_fini(&env);
+    sw_buf_fini(&denv);
     sw_buf_fini(&scratch);
     ZSTD_freeCCtx(cc);
     free(out);
@@ -233,7 +258,7 @@ test_truncated_and_corrupt_frames(void **state)
 static void
 test_garbage_envelope_and_missing_method(void **state)
 {
-    struct sw_buf env, scratch;
+    struct sw_buf env, denv, scratch;
     struct sw_rpc_request rq;
     char why[128];
     int status;
@@ -241,25 +266,27 @@ test_garbage_envelope_and_missing_method(void **state)
 
     (void)state;
     sw_buf_init(&env);
+    sw_buf_init(&denv);
     sw_buf_init(&scratch);
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (unsigned char)(0xff - i);
-    assert_int_equal(sw_rpc_decode_request(dctx, junk, sizeof junk, 1 << 20, &scratch, &rq,
+    assert_int_equal(sw_rpc_decode_request(dctx, junk, sizeof junk, 1 << 20, &denv, &scratch, &rq,
                                            &status, why, sizeof why), SW_EPROTO);
     assert_int_equal(status, SW_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(why, "malformed"));
     /* an envelope without a method */
     assert_int_equal(sw_rpc_encode_request(NULL, NULL, 1, 0, "x", 1, 0, &env), SW_OK);
-    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &scratch, &rq,
+    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1 << 20, &denv, &scratch, &rq,
                                            &status, why, sizeof why), SW_EPROTO);
     assert_int_equal(status, SW_STATUS_INVALID_ARGUMENT);
     /* an uncompressed payload over the limit */
     char big[4096] = { 0 };
     assert_int_equal(sw_rpc_encode_request(NULL, "m", 1, 0, big, sizeof big, 0, &env), SW_OK);
-    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1024, &scratch, &rq,
+    assert_int_equal(sw_rpc_decode_request(dctx, env.data, env.len, 1024, &denv, &scratch, &rq,
                                            &status, why, sizeof why), SW_ETOOBIG);
     assert_int_equal(status, SW_STATUS_RESOURCE_EXHAUSTED);
     sw_buf_fini(&env);
+    sw_buf_fini(&denv);
     sw_buf_fini(&scratch);
 }
 

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "scepwatch.pb-c.h"
+#include "sw_arena.h"
 #include "sw_buf.h"
 #include "sw_json.h"
 #include "sw_rpc.h"
@@ -19,7 +21,14 @@
 #include "sw_wire.h"
 
 #define EXIT_USAGE 2
-#define PAGE_SIZE 5000  /* rows a call: fewer round trips, replies of ~1.5 MB */
+/*
+ * Rows a call.  A listing a person reads comes in pages of 1,000: the first
+ * rows arrive at once, and a page unpacked (about 1.2 MB) reuses the
+ * memory of the one before.  An export or an event listing takes 5,000 a
+ * call: a fifth of the round trips (1M rows: 2.8 s against 3.1 s).
+ */
+#define PAGE_ROWS 1000
+#define BULK_PAGE_ROWS 5000
 
 static const char usage_text[] =
     "usage: scepwatch [--aggregator URL] COMMAND [OPTIONS]\n"
@@ -50,7 +59,11 @@ struct cli {
     const char *url;
     int timeout_ms;
     struct sw_rpc_client *client;
+    struct sw_arena page;       /* one reply page unpacked; the next reuses its memory */
 };
+
+/* An unpacked page stays under this (a reply's payload is at most SW_RPC_MAX_RAW). */
+#define PAGE_MAX_MEM (256u << 20)
 
 static int
 usage_error(const char *fmt, const char *arg)
@@ -340,8 +353,8 @@ typedef void (*row_fn)(void *arg, const Scepwatch__Enrollment *e, int64_t as_of,
 
 /* Pages through ListEnrollments; returns 0, or 1 after printing why. */
 static int
-each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn, void *arg,
-                size_t *count)
+each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t page, row_fn fn,
+                void *arg, size_t *count)
 {
     unsigned char cursor[512];
     size_t cursor_len = 0;
@@ -349,7 +362,7 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
 
     *count = 0;
     rq->has_page_size = 1;
-    rq->page_size = PAGE_SIZE;
+    rq->page_size = page;
     rq->has_cursor = 0;
     if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
         return 1;
@@ -359,7 +372,10 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
 
         if (call_recv(c, &reply) != 0)
             return 1;
-        rp = scepwatch__list_enrollments_reply__unpack(NULL, reply.payload_len, reply.payload);
+        sw_arena_reset(&c->page);
+        c->page.limit = PAGE_MAX_MEM;
+        ProtobufCAllocator alloc = sw_arena_allocator(&c->page);
+        rp = scepwatch__list_enrollments_reply__unpack(&alloc, reply.payload_len, reply.payload);
         if (!rp) {
             fprintf(stderr, "scepwatch: malformed ListEnrollments reply\n");
             return 1;
@@ -374,17 +390,14 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, row_fn fn,
             rq->has_cursor = 1;
             rq->cursor.data = cursor;
             rq->cursor.len = cursor_len;
-            if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0) {
-                scepwatch__list_enrollments_reply__free_unpacked(rp, NULL);
+            if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
                 return 1;
-            }
         }
         for (size_t i = 0; i < rp->n_rows; i++) {
             fn(arg, rp->rows[i], rp->as_of_us, first);
             first = 0;
             (*count)++;
         }
-        scepwatch__list_enrollments_reply__free_unpacked(rp, NULL);
         if (!cursor_len)
             return 0;
     }
@@ -533,7 +546,7 @@ cmd_stuck(struct cli *c, int argc, char **argv)
         printf("%s\r\n", csv_header);
     else if (strcmp(o.format, "json") == 0)
         printf("[");
-    rc = each_enrollment(c, &rq, print_row, &o, &n);
+    rc = each_enrollment(c, &rq, PAGE_ROWS, print_row, &o, &n);
     if (strcmp(o.format, "json") == 0)
         printf("]\n");
     else if (strcmp(o.format, "table") == 0 && rc == 0 && n == 0)
@@ -595,7 +608,7 @@ cmd_export(struct cli *c, int argc, char **argv)
     }
     set_filters(&rq, &p);
     fprintf(o.f, "%s\r\n", csv_header);
-    rc = each_enrollment(c, &rq, print_row, &o, &n);
+    rc = each_enrollment(c, &rq, BULK_PAGE_ROWS, print_row, &o, &n);
     if (o.f != stdout) {
         if (fclose(o.f) != 0 && rc == 0) {
             fprintf(stderr, "scepwatch: %s: %s\n", tmp, strerror(errno));
@@ -721,7 +734,7 @@ each_event(struct cli *c, Scepwatch__EventFilter *f, event_fn fn, void *arg)
 
     rq.filter = f;
     rq.has_page_size = 1;
-    rq.page_size = PAGE_SIZE;
+    rq.page_size = BULK_PAGE_ROWS;
     for (;;) {
         struct sw_rpc_reply reply;
         struct sw_wire_decoded d;
@@ -732,8 +745,8 @@ each_event(struct cli *c, Scepwatch__EventFilter *f, event_fn fn, void *arg)
         rq.cursor.len = cursor_len;
         if (call(c, SW_METHOD("ListEvents"), &rq.base, &reply) != 0)
             return 1;
-        if (sw_wire_decode_list(reply.payload, reply.payload_len, 256u << 20, &d, why,
-                                sizeof why) != SW_OK) {
+        if (sw_wire_decode_list_reuse(&c->page, reply.payload, reply.payload_len, PAGE_MAX_MEM,
+                                      &d, why, sizeof why) != SW_OK) {
             fprintf(stderr, "scepwatch: bad reply: %s\n", why);
             return 1;
         }
@@ -880,7 +893,7 @@ cmd_device(struct cli *c, int argc, char **argv)
         return rc;
     rq.device = argv[1];
     printf("device %s\n\n", argv[1]);
-    if ((rc = each_enrollment(c, &rq, print_enrollment_brief, NULL, &n)) != 0)
+    if ((rc = each_enrollment(c, &rq, PAGE_ROWS, print_enrollment_brief, NULL, &n)) != 0)
         return rc;
     f.device = argv[1];
     printf("\n");
@@ -957,7 +970,7 @@ cmd_cert(struct cli *c, int argc, char **argv)
             key[k++] = *s;
     key[k] = '\0';
     rq.cert_key = key;
-    rc = each_enrollment(c, &rq, print_path, &p, &n);
+    rc = each_enrollment(c, &rq, PAGE_ROWS, print_path, &p, &n);
     if (rc == 0 && n == 0) {
         fprintf(stderr, "scepwatch: no certificate or request matches '%s'\n", argv[1]);
         return 1;
@@ -1020,6 +1033,16 @@ main(int argc, char **argv)
     struct cli c = { 0 };
     int ch, rc;
 
+    /*
+     * Replies come a page at a time, each a buffer of a megabyte or two and
+     * a little larger or smaller than the last: glibc would map each one
+     * afresh and unmap it on free.  Kept on the heap instead, every page
+     * reuses the memory of the one before (a fresh page of memory is a
+     * page fault; this process lives for one command).
+     */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+
     c.url = getenv("SCEPWATCH_AGGREGATOR");
     if (!c.url || !*c.url)
         c.url = "tcp://127.0.0.1:7400";
@@ -1047,6 +1070,7 @@ main(int argc, char **argv)
         if (strcmp(commands[i].name, argv[optind]) == 0) {
             rc = commands[i].fn(&c, argc - optind, argv + optind);
             sw_rpc_client_close(c.client);
+            sw_arena_release(&c.page);
             return rc;
         }
     }

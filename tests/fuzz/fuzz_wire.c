@@ -34,7 +34,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static ZSTD_DCtx *dctx;
-    static struct sw_buf scratch;
+    static struct sw_buf denv, scratch;
     struct sw_rpc_request rq;
     struct sw_rpc_reply rp;
     char why[256];
@@ -43,13 +43,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!dctx)
         dctx = ZSTD_createDCtx();
     /* a small raw limit keeps bombs cheap to detect */
-    if (sw_rpc_decode_request(dctx, data, size, 1u << 20, &scratch, &rq, &status, why,
+    if (sw_rpc_decode_request(dctx, data, size, 1u << 20, &denv, &scratch, &rq, &status, why,
                               sizeof why) == SW_OK)
         try_batch(rq.payload, rq.payload_len);
-    if (sw_rpc_decode_reply(dctx, data, size, 1u << 20, &scratch, &rp) == SW_OK)
+    if (sw_rpc_decode_reply(dctx, data, size, 1u << 20, &denv, &scratch, &rp) == SW_OK)
         try_batch(rp.payload, rp.payload_len);
     try_batch(data, size);
     if (scratch.cap > (4u << 20))
         sw_buf_fini(&scratch);
+    if (denv.cap > (4u << 20))
+        sw_buf_fini(&denv);
     return 0;
 }
