@@ -190,6 +190,25 @@ test_pipe_android_samples(void **state)
     assert_non_null(strstr(out.data, "android,4,3,2,2,1,"));
     assert_non_null(strstr(out.data, ",2\r\n"));
 
+    /* the stuck table: the prompt dismissed at 16:40:55, its age in each unit */
+    static const char *const ages[][2] = {
+        { "2024-03-14T16:41:40Z", "44s" }, { "2024-03-14T16:53:00Z", "12m" },
+        { "2024-03-14T19:46:00Z", "3h05m" }, { "2024-03-16T20:41:00Z", "2d04h" },
+    };
+    for (size_t i = 0; i < sizeof ages / sizeof ages[0]; i++) {
+        char *st[] = { cli_bin, "--aggregator", url, "stuck", "--as-of", (char *)ages[i][0],
+                       "--older-than", "1s", NULL };
+        char want[512];
+        snprintf(want, sizeof want,
+                 "DEVICE                 PLATFORM STATUS               SINCE (UTC)         FOR\n"
+                 "X                      android  waiting_user_access  2024-03-14 16:40:55 %s\n"
+                 "  profile 8e2f4a6c  last access_requested  CERT_ACCESS_PROMPT_DISMISSED\n"
+                 "1 stuck\n", ages[i][1]);
+        sw_buf_reset(&out);
+        assert_int_equal(th_run(st, &out, NULL), 0);
+        assert_string_equal(out.data, want);
+    }
+
     assert_int_equal(th_stop(agg), 0);
     sw_buf_fini(&out);
     sw_buf_fini(&err);

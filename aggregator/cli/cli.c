@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scepwatch.pb-c.h"
 #include "sw_arena.h"
@@ -176,22 +177,63 @@ fmt_rfc3339(int64_t us, char *buf)
     return buf;
 }
 
-/* "45s", "12m", "3h05m", "2d04h" */
-static const char *
-fmt_age(int64_t us, char *buf, size_t cap)
+/* ---- a line of a table, built by hand: printf's parsing is most of a row's cost ---- */
+
+struct line {
+    char b[512];
+    size_t n;
+};
+
+/* At most max bytes of s; then spaces up to width (0: none). */
+static void
+lput(struct line *l, const char *s, size_t max, size_t width)
 {
-    int64_t s = us / 1000000;
-    if (us <= 0)
-        return "-";
-    if (s < 60)
-        snprintf(buf, cap, "%llds", (long long)s);
-    else if (s < 3600)
-        snprintf(buf, cap, "%lldm", (long long)(s / 60));
-    else if (s < 86400)
-        snprintf(buf, cap, "%lldh%02lldm", (long long)(s / 3600), (long long)(s / 60 % 60));
-    else
-        snprintf(buf, cap, "%lldd%02lldh", (long long)(s / 86400), (long long)(s / 3600 % 24));
-    return buf;
+    size_t k = 0;
+    while (k < max && s[k] && l->n < sizeof l->b)
+        l->b[l->n++] = s[k++];
+    while (k++ < width && l->n < sizeof l->b)
+        l->b[l->n++] = ' ';
+}
+
+#define LPUT(l, s) lput((l), (s), (size_t)-1, 0)
+
+static void
+lnum(struct line *l, unsigned long long v, int min_digits)
+{
+    char d[24];
+    int k = 0;
+    do {
+        d[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v || k < min_digits);
+    while (k && l->n < sizeof l->b)
+        l->b[l->n++] = d[--k];
+}
+
+/* "45s", "12m", "3h05m", "2d04h" */
+static void
+lage(struct line *l, int64_t us)
+{
+    long long s = us / 1000000;
+    if (us <= 0) {
+        LPUT(l, "-");
+    } else if (s < 60) {
+        lnum(l, (unsigned long long)s, 1);
+        LPUT(l, "s");
+    } else if (s < 3600) {
+        lnum(l, (unsigned long long)(s / 60), 1);
+        LPUT(l, "m");
+    } else if (s < 86400) {
+        lnum(l, (unsigned long long)(s / 3600), 1);
+        LPUT(l, "h");
+        lnum(l, (unsigned long long)(s / 60 % 60), 2);
+        LPUT(l, "m");
+    } else {
+        lnum(l, (unsigned long long)(s / 86400), 1);
+        LPUT(l, "d");
+        lnum(l, (unsigned long long)(s / 3600 % 24), 2);
+        LPUT(l, "h");
+    }
 }
 
 /* One RFC 4180 field. */
@@ -316,26 +358,53 @@ enrollment_table_header(void)
 static void
 enrollment_table_row(const Scepwatch__Enrollment *e, int64_t as_of)
 {
-    char t[32], age[32], more[160];
+    char t[32];
     int64_t since = e->has_stuck_since_us ? e->stuck_since_us : e->has_since_us ? e->since_us : 0;
-    size_t k = 0;
+    struct line l = { .n = 0 }, m = { .n = 0 };
 
-    printf("%-22.22s %-8.8s %-20.20s %-19s %s\n", e->device ? e->device : "(CA only)",
-           plat(e->platform), e->status ? e->status : "?", fmt_time(since, t),
-           since ? fmt_age(as_of - since, age, sizeof age) : "-");
-#define MORE(...) if (k < sizeof more) k += (size_t)snprintf(more + k, sizeof more - k, __VA_ARGS__)
-    if (e->profile)
-        MORE("profile %.8s  ", e->profile);
-    if (e->has_last_stage)
-        MORE("last %s  ", stage(e));
-    if (e->request_id)
-        MORE("CA req %s%s%s%s  ", e->request_id, e->link ? " (" : "", e->link ? e->link : "",
-             e->link ? ")" : "");
+    /* DEVICE 22, PLATFORM 8, STATUS 20 (cut to fit), SINCE 19, FOR */
+    lput(&l, e->device ? e->device : "(CA only)", 22, 22);
+    LPUT(&l, " ");
+    lput(&l, plat(e->platform), 8, 8);
+    LPUT(&l, " ");
+    lput(&l, e->status ? e->status : "?", 20, 20);
+    LPUT(&l, " ");
+    lput(&l, fmt_time(since, t), (size_t)-1, 19);
+    LPUT(&l, " ");
+    if (since)
+        lage(&l, as_of - since);
+    else
+        LPUT(&l, "-");
+    LPUT(&l, "\n");
+    /* then what explains it, on a line of at most 76 */
+    if (e->profile) {
+        LPUT(&m, "profile ");
+        lput(&m, e->profile, 8, 0);
+        LPUT(&m, "  ");
+    }
+    if (e->has_last_stage) {
+        LPUT(&m, "last ");
+        LPUT(&m, stage(e));
+        LPUT(&m, "  ");
+    }
+    if (e->request_id) {
+        LPUT(&m, "CA req ");
+        LPUT(&m, e->request_id);
+        if (e->link) {
+            LPUT(&m, " (");
+            LPUT(&m, e->link);
+            LPUT(&m, ")");
+        }
+        LPUT(&m, "  ");
+    }
     if (e->detail)
-        MORE("%s", e->detail);
-#undef MORE
-    if (k)
-        printf("  %.76s\n", more);
+        LPUT(&m, e->detail);
+    if (m.n) {
+        LPUT(&l, "  ");
+        lput(&l, m.b, m.n < 76 ? m.n : 76, 0);
+        LPUT(&l, "\n");
+    }
+    fwrite(l.b, 1, l.n, stdout);
 }
 
 /* A large upload is still being correlated: the answer is partial, and says so. */
@@ -1042,6 +1111,10 @@ main(int argc, char **argv)
      */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    /* a report into a pipe or a file: 64 KiB writes, not one a 4 KiB block */
+    static char outbuf[1 << 16];
+    if (!isatty(STDOUT_FILENO))
+        setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 
     c.url = getenv("SCEPWATCH_AGGREGATOR");
     if (!c.url || !*c.url)
