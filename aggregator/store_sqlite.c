@@ -46,10 +46,19 @@
 #define CORR_NICE 10
 #define EVENTS_CACHE_KIB "32768"       /* the events writer's page cache (see sqlite_open) */
 /*
+ * Pages of a new events database (an existing one keeps its own): an
+ * ingest commit writes a quarter of the WAL frames, each a write call or
+ * two.  Measured, interleaved runs: 100k upload 209k -> 235k events/s
+ * (medians of 4), 1M 180k/218k -> 221k/277k (two pairs).
+ */
+#define EVENTS_PAGE_SIZE "16384"
+/*
  * The events WAL is checkpointed by the correlator thread (passive: it
  * never blocks the writer) once it holds CKPT_SOFT pages, so the ingest
  * thread does not copy pages at commit; past CKPT_HARD (the correlator
  * busy with a long step) the writer checkpoints itself, as SQLite would.
+ * With 16 KiB pages: 128 MiB and 1 GiB of WAL (the same counts in bytes,
+ * 32 and 256 MiB, ingested as fast); journal_size_limit trims it after.
  */
 #define CKPT_SOFT 8192
 #define CKPT_HARD 65536
@@ -509,7 +518,8 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=8192;"
         "PRAGMA journal_size_limit=67108864;"
         "PRAGMA temp_store=MEMORY;";
-    if ((e = exec(st->db, pragmas, why, cap)) != SW_OK ||
+    if ((e = exec(st->db, "PRAGMA page_size=" EVENTS_PAGE_SIZE, why, cap)) != SW_OK ||
+        (e = exec(st->db, pragmas, why, cap)) != SW_OK ||
         (e = exec(st->db, "PRAGMA cache_size=-" EVENTS_CACHE_KIB, why, cap)) != SW_OK ||
         (e = exec(st->db, "BEGIN IMMEDIATE", why, cap)) != SW_OK)
         goto fail;

@@ -360,6 +360,39 @@ test_pre_split_layout_migrated(void **state)
 }
 
 /*
+ * A new events database has 16 KiB pages (fewer WAL frames a commit); one
+ * an older version made keeps its 4 KiB pages, and works as before.
+ */
+static void
+test_events_page_size(void **state)
+{
+    struct agg_store *old;
+    struct agg_store_reader *r;
+    struct sw_event evs[2];
+    uint32_t stored, dups;
+    uint64_t count;
+    char path[128], derived[160], why[256];
+    (void)state;
+    assert_int_equal(sql_on(db_path, "PRAGMA page_size"), 16384);
+    snprintf(path, sizeof path, "%s-old", db_path);
+    snprintf(derived, sizeof derived, "%s-derived", path);
+    sql_on(path, "PRAGMA page_size=4096; CREATE TABLE made_earlier(x);");
+    assert_int_equal(agg_store_sqlite.open(&old, path, why, sizeof why), SW_OK);
+    evs[0] = ev_at(1000, "P", SW_STAGE_ENROLL_REQUESTED, 1);
+    evs[1] = ev_at(1010, "P", SW_STAGE_INSTALLED, 2);
+    assert_int_equal(old->ops->ingest(old, evs, 2, "a", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 2);
+    assert_int_equal(old->ops->reader_open(old, &r), SW_OK);
+    assert_int_equal(r->ops->count_events(r, &count), SW_OK);
+    assert_int_equal(count, 2);
+    r->ops->reader_close(r);
+    old->ops->close(old);
+    assert_int_equal(sql_on(path, "PRAGMA page_size"), 4096);
+    unlink_db(path);
+    unlink_db(derived);
+}
+
+/*
  * The fleet's events in time order come from the derived time index and,
  * past its mark, from the events themselves: the two halves merge into one
  * order, each event once, across pages.
@@ -468,6 +501,7 @@ main(void)
         cmocka_unit_test(test_mark_made_during_a_step_stays),
         cmocka_unit_test(test_derived_database_rebuilt),
         cmocka_unit_test(test_pre_split_layout_migrated),
+        cmocka_unit_test(test_events_page_size),
         cmocka_unit_test(test_listing_merges_the_unindexed_tail),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
