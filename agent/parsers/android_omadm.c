@@ -258,13 +258,21 @@ android_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
     struct sw_event ev;
 
     if (!agent_next_field(&p, end, &ts) || !agent_next_field(&p, end, &level) ||
-        !agent_next_field(&p, end, &kind) || !agent_next_field(&p, end, &logger)) {
+        !agent_next_field(&p, end, &kind)) {
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }
-    /* prefilter: only certmgr and jscep loggers matter */
-    if (!(logger.len > 10 && (memcmp(logger.ptr, "org.jscep.", 10) == 0 ||
-                              agent_starts_with(logger.ptr, logger.len, CERTMGR)))) {
+    /*
+     * Prefilter: only certmgr and jscep loggers matter, and most lines are
+     * other loggers.  Their prefixes hold no separator, so the logger field
+     * starts with one exactly when what follows the separators does: a
+     * line is turned away before its logger's end is looked for.
+     */
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+        p++;
+    size_t rest = (size_t)(end - p);
+    if (!(rest > 10 && (memcmp(p, "org.jscep.", 10) == 0 || agent_starts_with(p, rest, CERTMGR))) ||
+        !agent_next_field(&p, end, &logger) || logger.len <= 10) {
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;
     }

@@ -196,12 +196,24 @@ agent_next_field(const char **p, const char *end, struct sw_slice *f)
     while (end - s >= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
-        if ((w - 0x2121212121212121ull) & ~w & 0x8080808080808080ull) {
+        uint64_t m = (w - 0x2121212121212121ull) & ~w & 0x8080808080808080ull;
+        if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* the lowest flagged byte is a true one: borrows only run upward */
+            unsigned k = (unsigned)__builtin_ctzll(m) >> 3;
+            if (is_sep(s[k])) {
+                s += k;
+                goto found;
+            }
+            s += k + 1;     /* a control byte, not a separator: on past it */
+            continue;
+#else
             for (int k = 0; k < 8; k++)
                 if (is_sep(s[k])) {
                     s += k;
                     goto found;
                 }
+#endif
         }
         s += 8;
     }
