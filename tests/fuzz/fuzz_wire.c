@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <zstd.h>
 
+#include "sw_arena.h"
 #include "sw_rpc.h"
 #include "sw_wire.h"
 
@@ -28,6 +29,22 @@ try_batch(const void *p, size_t n)
     }
     if (sw_wire_decode_list(p, n, 8u << 20, &d, why, sizeof why) == SW_OK)
         sw_wire_decoded_fini(&d);
+    /* as the aggregator's workers and the CLI decode: into an arena kept from
+     * one input to the next, its blocks reused (released now and then, as a
+     * worker does past its bound) */
+    static struct sw_arena kept;
+    static unsigned rounds;
+    if (sw_wire_decode_batch_reuse(&kept, p, n, 8u << 20, &d, why, sizeof why) == SW_OK) {
+        for (size_t i = 0; i < d.count; i++) {
+            struct sw_event ev;
+            sw_wire_decoded_event(&d, i, &ev);
+        }
+        sw_wire_decoded_fini(&d);
+    }
+    if (sw_wire_decode_list_reuse(&kept, p, n, 8u << 20, &d, why, sizeof why) == SW_OK)
+        sw_wire_decoded_fini(&d);
+    if (++rounds % 1024 == 0)
+        sw_arena_release(&kept);
 }
 
 int
