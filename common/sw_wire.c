@@ -514,3 +514,53 @@ sw_wire_decoded_event(const struct sw_wire_decoded *d, size_t i, struct sw_event
     ev->offset = e->offset;
     ev->line_hash = e->line_hash;
 }
+
+int
+sw_wire_find_bytes(const void *msg, size_t n, uint32_t field, const uint8_t **out,
+                   size_t *out_len)
+{
+    const uint8_t *p = msg, *end = p + n;
+    int found = 0;
+
+    while (p < end) {
+        uint64_t v[2] = { 0, 0 };
+        /* the tag, then the length or the value of the wire types that have one */
+        for (int k = 0; k < 2; k++) {
+            if (k == 1 && ((v[0] & 7) == 1 || (v[0] & 7) == 5))
+                break;
+            for (int shift = 0;; shift += 7) {
+                if (p == end || shift > 63)
+                    return -1;
+                uint8_t b = *p++;
+                v[k] |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80))
+                    break;
+            }
+        }
+        switch (v[0] & 7) {
+        case 0:
+            break;
+        case 1:
+        case 5: {
+            size_t w = (v[0] & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - p) < w)
+                return -1;
+            p += w;
+            break;
+        }
+        case 2:
+            if (v[1] > (uint64_t)(end - p))
+                return -1;
+            if ((v[0] >> 3) == field) {
+                *out = p;
+                *out_len = (size_t)v[1];
+                found = 1;
+            }
+            p += v[1];
+            break;
+        default:
+            return -1;
+        }
+    }
+    return found;
+}

@@ -76,6 +76,16 @@ sw_err sw_wire_decode_list_reuse(struct sw_arena *a, const void *p, size_t n, si
                                  struct sw_wire_decoded *out, char *why, size_t why_cap);
 void sw_wire_decoded_fini(struct sw_wire_decoded *d);
 
+/*
+ * The last occurrence of length-delimited field 'field' in a protobuf
+ * message, found by walking its fields without unpacking them (a CLI reads
+ * a reply page's cursor this way to ask for the next page at once).
+ * Returns 1 with *out set, 0 when the field is absent, -1 when the bytes
+ * are not a well-formed message.
+ */
+int sw_wire_find_bytes(const void *msg, size_t n, uint32_t field, const uint8_t **out,
+                       size_t *out_len);
+
 /* Event i as an sw_event whose slices point into d. */
 void sw_wire_decoded_event(const struct sw_wire_decoded *d, size_t i, struct sw_event *ev);
 

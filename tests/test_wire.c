@@ -245,6 +245,65 @@ test_identity(void **state)
     assert_memory_not_equal(ia, ib, SW_EVENT_IDENT_LEN);
 }
 
+/* A reply page's cursor, found in its bytes without unpacking the rows. */
+static void
+test_find_bytes(void **state)
+{
+    Scepwatch__ListEnrollmentsReply rp = SCEPWATCH__LIST_ENROLLMENTS_REPLY__INIT;
+    Scepwatch__Enrollment e1 = SCEPWATCH__ENROLLMENT__INIT, e2 = SCEPWATCH__ENROLLMENT__INIT;
+    Scepwatch__Enrollment *rows[] = { &e1, &e2 };
+    uint8_t buf[512];
+    const uint8_t *cur = NULL;
+    size_t len = 0, n;
+
+    (void)state;
+    e1.device = "dev-1";
+    e1.status = "pending";
+    e2.device = "dev-2";
+    e2.has_since_us = 1;
+    e2.since_us = -5;
+    rp.n_rows = 2;
+    rp.rows = rows;
+    rp.has_as_of_us = 1;
+    rp.as_of_us = 1234567;
+    /* the last page: no cursor */
+    n = scepwatch__list_enrollments_reply__pack(&rp, buf);
+    assert_int_equal(sw_wire_find_bytes(buf, n, 2, &cur, &len), 0);
+    /* a cursor after the rows, as the aggregator writes it */
+    rp.has_next_cursor = 1;
+    rp.next_cursor.data = (uint8_t *)"dev-2|7";
+    rp.next_cursor.len = 7;
+    rp.has_correlation_backlog = 1;
+    rp.correlation_backlog = 300;
+    n = scepwatch__list_enrollments_reply__pack(&rp, buf);
+    assert_int_equal(sw_wire_find_bytes(buf, n, 2, &cur, &len), 1);
+    assert_int_equal(len, 7);
+    assert_memory_equal(cur, "dev-2|7", 7);
+    /* cut anywhere inside a field: not a message (the end of a field is a message) */
+    int refused = 0;
+    for (size_t k = 1; k < n; k++) {
+        int r = sw_wire_find_bytes(buf, k, 2, &cur, &len);
+        assert_true(r >= -1 && r <= 1);
+        refused += r == -1;
+    }
+    assert_true(refused > 0);
+    /* fixed-width fields are stepped over; the last occurrence wins, as in an unpacker */
+    static const uint8_t fixed[] = { 0x09, 1, 2, 3, 4, 5, 6, 7, 8, 0x12, 1, 'a', 0x15, 1, 2, 3, 4,
+                                     0x12, 2, 'b', 'c' };
+    assert_int_equal(sw_wire_find_bytes(fixed, sizeof fixed, 2, &cur, &len), 1);
+    assert_int_equal(len, 2);
+    assert_memory_equal(cur, "bc", 2);
+    /* a length past the end, a group wire type, a varint of eleven bytes */
+    static const uint8_t past[] = { 0x12, 5, 'a' };
+    static const uint8_t group[] = { 0x0b, 0x0c };
+    static const uint8_t longvar[] = { 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0x01 };
+    assert_int_equal(sw_wire_find_bytes(past, sizeof past, 2, &cur, &len), -1);
+    assert_int_equal(sw_wire_find_bytes(group, sizeof group, 2, &cur, &len), -1);
+    assert_int_equal(sw_wire_find_bytes(longvar, sizeof longvar, 2, &cur, &len), -1);
+    assert_int_equal(sw_wire_find_bytes(buf, 0, 2, &cur, &len), 0);
+}
+
 int
 main(void)
 {
@@ -253,6 +312,7 @@ main(void)
         cmocka_unit_test(test_invalid_events_refused),
         cmocka_unit_test(test_decode_memory_bound),
         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_find_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

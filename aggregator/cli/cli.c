@@ -438,9 +438,28 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t p
     for (;;) {
         struct sw_rpc_reply reply;
         Scepwatch__ListEnrollmentsReply *rp;
+        const uint8_t *peek = NULL;
+        size_t peek_len = 0;
+        int sent = 0;
 
         if (call_recv(c, &reply) != 0)
             return 1;
+        /*
+         * Ask for the next page first, the cursor read straight from the
+         * reply's bytes: the aggregator makes it while this one unpacks
+         * and prints.
+         */
+        if (sw_wire_find_bytes(reply.payload, reply.payload_len, 2, &peek, &peek_len) > 0 &&
+            peek_len &&
+            peek_len <= sizeof cursor) {
+            memcpy(cursor, peek, peek_len);
+            rq->has_cursor = 1;
+            rq->cursor.data = cursor;
+            rq->cursor.len = peek_len;
+            if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
+                return 1;
+            sent = 1;
+        }
         sw_arena_reset(&c->page);
         c->page.limit = PAGE_MAX_MEM;
         ProtobufCAllocator alloc = sw_arena_allocator(&c->page);
@@ -453,8 +472,11 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t p
             backlog_note(rp->correlation_backlog);
         cursor_len = rp->has_next_cursor && rp->next_cursor.len <= sizeof cursor
                          ? rp->next_cursor.len : 0;
-        /* ask for the next page first: the aggregator reads it while this one prints */
-        if (cursor_len) {
+        if (sent && (cursor_len != peek_len || memcmp(cursor, rp->next_cursor.data, cursor_len))) {
+            fprintf(stderr, "scepwatch: malformed ListEnrollments reply (cursor)\n");
+            return 1;
+        }
+        if (cursor_len && !sent) {
             memcpy(cursor, rp->next_cursor.data, cursor_len);
             rq->has_cursor = 1;
             rq->cursor.data = cursor;

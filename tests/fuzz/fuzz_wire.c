@@ -45,6 +45,12 @@ try_batch(const void *p, size_t n)
         sw_wire_decoded_fini(&d);
     if (++rounds % 1024 == 0)
         sw_arena_release(&kept);
+    /* the cursor walk a CLI does before unpacking a reply page */
+    const uint8_t *cur;
+    size_t cur_len;
+    if (sw_wire_find_bytes(p, n, 2, &cur, &cur_len) == 1 &&
+        (cur < (const uint8_t *)p || cur + cur_len > (const uint8_t *)p + n))
+        abort();
 }
 
 int
