@@ -58,9 +58,8 @@ const char agg_corr_schema[] =
     "  profile, rep_stage, rep_last_us, first_us, request_us, rep_issued_us, installed_us,\n"
     "  request_id, rep_serial, rep_thumbprint, rep_txn, rep_detail, rep_subject, rep_template,\n"
     "  link) WHERE status NOT IN (0, 1, 2);\n"
-    "-- the funnel reads this index alone, not the wide rows\n"
-    "CREATE INDEX IF NOT EXISTS enr_funnel ON enrollments(platform, status, since_us, kind,\n"
-    "  request_us, device_issued_us, ca_issued);\n"
+    "-- the funnel reads funnel_counts (below), not an index of every row\n"
+    "DROP INDEX IF EXISTS enr_funnel;\n"
     "CREATE INDEX IF NOT EXISTS enr_thumb ON enrollments(thumbprint) WHERE thumbprint IS NOT NULL;\n"
     "CREATE INDEX IF NOT EXISTS enr_txn ON enrollments(txn) WHERE txn IS NOT NULL;\n"
     "CREATE INDEX IF NOT EXISTS enr_serial ON enrollments(serial) WHERE serial IS NOT NULL;\n"
@@ -103,6 +102,67 @@ corr_exec(sqlite3 *db, const char *sql)
     return SW_OK;
 }
 
+/*
+ * The funnel's counts, kept by triggers as enrollments are written: a
+ * summary reads a few dozen rows instead of an index of every enrollment.
+ * Key: platform, status, and the three funnel flags of a row (reached the
+ * CA as a device enrollment; issued; delivered).  A REPLACE deletes the
+ * row it replaces, which fires the delete trigger only with
+ * recursive_triggers on: agg_corr_open turns it on.
+ */
+#define COUNT_KEY(r)                                                                    \
+    r ".platform, " r ".status, (" r ".request_us IS NOT NULL AND " r ".kind = 0), ("   \
+    r ".ca_issued OR " r ".device_issued_us IS NOT NULL), (" r ".device_issued_us IS NOT NULL)"
+
+static const char counts_table[] =
+    "CREATE TABLE main.funnel_counts(platform INTEGER NOT NULL, status INTEGER NOT NULL,\n"
+    "  req INTEGER NOT NULL, iss INTEGER NOT NULL, dlv INTEGER NOT NULL, n INTEGER NOT NULL,\n"
+    "  PRIMARY KEY(platform, status, req, iss, dlv)) WITHOUT ROWID;\n"
+    "INSERT INTO main.funnel_counts SELECT " COUNT_KEY("e") ", COUNT(*)"
+    " FROM main.enrollments e GROUP BY 1, 2, 3, 4, 5;\n";
+
+static const char counts_triggers[] =
+    "CREATE TRIGGER IF NOT EXISTS main.enr_count_ins AFTER INSERT ON enrollments BEGIN\n"
+    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("NEW") ", 1)\n"
+    "  ON CONFLICT DO UPDATE SET n = n + 1;\n"
+    "END;\n"
+    "CREATE TRIGGER IF NOT EXISTS main.enr_count_del AFTER DELETE ON enrollments BEGIN\n"
+    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("OLD") ", -1)\n"
+    "  ON CONFLICT DO UPDATE SET n = n - 1;\n"
+    "END;\n"
+    "CREATE TRIGGER IF NOT EXISTS main.enr_count_upd AFTER UPDATE OF platform, status, kind,\n"
+    "  request_us, ca_issued, device_issued_us ON enrollments\n"
+    "  WHEN OLD.platform != NEW.platform OR OLD.status != NEW.status\n"
+    "    OR (OLD.request_us IS NOT NULL AND OLD.kind = 0) != (NEW.request_us IS NOT NULL AND NEW.kind = 0)\n"
+    "    OR (OLD.ca_issued OR OLD.device_issued_us IS NOT NULL)\n"
+    "       != (NEW.ca_issued OR NEW.device_issued_us IS NOT NULL)\n"
+    "    OR (OLD.device_issued_us IS NOT NULL) != (NEW.device_issued_us IS NOT NULL) BEGIN\n"
+    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("OLD") ", -1)\n"
+    "  ON CONFLICT DO UPDATE SET n = n - 1;\n"
+    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("NEW") ", 1)\n"
+    "  ON CONFLICT DO UPDATE SET n = n + 1;\n"
+    "END;\n";
+
+/* Creates and fills the counts where they are missing (a database of an older build). */
+static sw_err
+prepare_counts(sqlite3 *cdb)
+{
+    sqlite3_stmt *s;
+    int have = 0;
+    sw_err e;
+
+    if (sqlite3_prepare_v2(cdb, "SELECT 1 FROM main.sqlite_schema WHERE type = 'table'"
+                           " AND name = 'funnel_counts'", -1, &s, NULL) != SQLITE_OK) {
+        sw_error("correlate: %s", sqlite3_errmsg(cdb));
+        return SW_EDB;
+    }
+    have = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (!have && (e = corr_exec(cdb, counts_table)) != SW_OK)
+        return e;
+    return corr_exec(cdb, counts_triggers);
+}
+
 sw_err
 agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
 {
@@ -110,6 +170,9 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
     int current = 0;
     sw_err e;
 
+    /* before any write: a REPLACE's deletion must reach the counts' trigger */
+    if ((e = corr_exec(cdb, "PRAGMA recursive_triggers = ON")) != SW_OK)
+        return e;
     if ((e = corr_exec(cdb, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS main.corr_meta("
                             "key TEXT PRIMARY KEY, value TEXT);")) != SW_OK)
         return e;
@@ -123,7 +186,8 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
         current = strcmp((const char *)sqlite3_column_text(s, 0), AGG_CORR_VERSION) == 0;
     sqlite3_finalize(s);
     if ((!current &&
-         (e = corr_exec(cdb, "DROP TABLE IF EXISTS main.enrollments;"
+         (e = corr_exec(cdb, "DROP TABLE IF EXISTS main.funnel_counts;"
+                             " DROP TABLE IF EXISTS main.enrollments;"
                              " DROP TABLE IF EXISTS main.issuances;"
                              " DROP TABLE IF EXISTS main.profile_templates;"
                              " DROP TABLE IF EXISTS main.touched_enr;"
@@ -133,6 +197,7 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
                              " DROP TABLE IF EXISTS main.event_time;"
                              " DELETE FROM main.corr_meta;")) != SW_OK) ||
         (e = corr_exec(cdb, agg_corr_schema)) != SW_OK ||
+        (e = prepare_counts(cdb)) != SW_OK ||
         (e = corr_exec(cdb, "COMMIT")) != SW_OK) {
         corr_exec(cdb, "ROLLBACK");
         return e;

@@ -98,6 +98,7 @@ struct sqlite_reader {
     sqlite3_stmt *count;
     sqlite3_stmt *enr[64];      /* by filter shape */
     sqlite3_stmt *funnel;
+    sqlite3_stmt *funnel_stuck;
 };
 
 /* 2: 24-byte identities (sw_event_identity), which 1's 16-byte ones cannot dedupe against */
@@ -696,6 +697,7 @@ sqlite_reader_close(struct agg_store_reader *base)
     for (size_t i = 0; i < sizeof r->enr / sizeof r->enr[0]; i++)
         sqlite3_finalize(r->enr[i]);
     sqlite3_finalize(r->funnel);
+    sqlite3_finalize(r->funnel_stuck);
     sqlite3_finalize(r->count);
     sqlite3_close(r->db);
     free(r);
@@ -1038,32 +1040,50 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
 {
     struct sqlite_reader *r = (struct sqlite_reader *)base;
     r->backlog = corr_catch_up(r->st, r->db);
+    /* stuck depends on the moment and the policy: counted over the open rows' index */
+    sqlite3_stmt *st = prepare_cached(r, &r->funnel_stuck,
+        "SELECT e.platform, SUM(" STUCK_EXPR ") FROM enrollments e INDEXED BY enr_open"
+        " WHERE e.status NOT IN (0, 1, 2) GROUP BY e.platform");
+    /* the rest from the counts the correlator keeps (store_correlate.c) */
     sqlite3_stmt *s = prepare_cached(r, &r->funnel,
-        "SELECT e.platform, COUNT(*),"
-        " SUM(e.request_us IS NOT NULL AND e.kind = 0),"
-        " SUM(e.ca_issued OR e.device_issued_us IS NOT NULL),"
-        " SUM(e.device_issued_us IS NOT NULL),"
-        " SUM(e.status = 1),"
-        " SUM(" STUCK_EXPR "),"
-        " SUM(e.status = 2)"
-        " FROM enrollments e INDEXED BY enr_funnel"
-        " GROUP BY e.platform ORDER BY e.platform");
+        "SELECT platform, SUM(n), SUM(n * req), SUM(n * iss), SUM(n * dlv),"
+        " SUM(n * (status = 1)), SUM(n * (status = 2))"
+        " FROM funnel_counts GROUP BY platform HAVING SUM(n) > 0 ORDER BY platform");
+    struct { int platform; uint64_t n; } stuck[16];
+    size_t nstuck = 0;
+    char why[256];
     int rc;
 
-    if (!s)
+    if (!st || !s)
         return SW_EDB;
-    bind_policy(s, pol);
+    /* one snapshot for both */
+    if (exec(r->db, "BEGIN", why, sizeof why) != SW_OK)
+        return SW_EDB;
+    bind_policy(st, pol);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && nstuck < sizeof stuck / sizeof stuck[0]) {
+        stuck[nstuck].platform = sqlite3_column_int(st, 0);
+        stuck[nstuck++].n = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        exec(r->db, "COMMIT", why, sizeof why);
+        return SW_EDB;
+    }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct agg_funnel_row row = {
             (enum sw_platform)sqlite3_column_int(s, 0),
             (uint64_t)sqlite3_column_int64(s, 1), (uint64_t)sqlite3_column_int64(s, 2),
             (uint64_t)sqlite3_column_int64(s, 3), (uint64_t)sqlite3_column_int64(s, 4),
-            (uint64_t)sqlite3_column_int64(s, 5), (uint64_t)sqlite3_column_int64(s, 6),
-            (uint64_t)sqlite3_column_int64(s, 7),
+            (uint64_t)sqlite3_column_int64(s, 5), 0,
+            (uint64_t)sqlite3_column_int64(s, 6),
         };
+        for (size_t i = 0; i < nstuck; i++)
+            if (stuck[i].platform == (int)row.platform)
+                row.stuck = stuck[i].n;
         fn(arg, &row);
     }
     sqlite3_reset(s);
+    exec(r->db, "COMMIT", why, sizeof why);
     return rc == SQLITE_DONE ? SW_OK : SW_EDB;
 }
 
