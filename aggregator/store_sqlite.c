@@ -966,8 +966,10 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
     int rc;
 
     snprintf(sql, sizeof sql,
-             "SELECT " ENR_COLS ", " STUCK_EXPR " FROM enrollments e%s"
+             "SELECT " ENR_COLS ", %s FROM enrollments e%s"
              " WHERE e.rowkey > ?10%s%s%s%s%s ORDER BY e.rowkey LIMIT ?11",
+             /* the stuck flag: known already when only stuck rows are asked for */
+             (shape & 1) ? "1" : STUCK_EXPR,
              /* only a search by certificate key looks at the issuance itself */
              (shape & 16) ? " LEFT JOIN issuances i ON i.request_id = e.request_id" : "",
              (shape & 1) ? " AND " STUCK_EXPR : "",
