@@ -108,7 +108,7 @@ corr_exec(sqlite3 *db, const char *sql)
  * Key: platform, status, and the three funnel flags of a row (reached the
  * CA as a device enrollment; issued; delivered).  A REPLACE deletes the
  * row it replaces, which fires the delete trigger only with
- * recursive_triggers on: agg_corr_open turns it on.
+ * recursive_triggers on: agg_corr_prepare_schema turns it on.
  */
 #define COUNT_KEY(r)                                                                    \
     r ".platform, " r ".status, (" r ".request_us IS NOT NULL AND " r ".kind = 0), ("   \
@@ -121,26 +121,23 @@ static const char counts_table[] =
     "INSERT INTO main.funnel_counts SELECT " COUNT_KEY("e") ", COUNT(*)"
     " FROM main.enrollments e GROUP BY 1, 2, 3, 4, 5;\n";
 
+/* Adds d to the count of row r's key. */
+#define COUNT_ADD(r, d)                                                                 \
+    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY(r) ", " d ")"                       \
+    " ON CONFLICT DO UPDATE SET n = n + excluded.n;\n"
+
 static const char counts_triggers[] =
     "CREATE TRIGGER IF NOT EXISTS main.enr_count_ins AFTER INSERT ON enrollments BEGIN\n"
-    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("NEW") ", 1)\n"
-    "  ON CONFLICT DO UPDATE SET n = n + 1;\n"
+    COUNT_ADD("NEW", "1")
     "END;\n"
     "CREATE TRIGGER IF NOT EXISTS main.enr_count_del AFTER DELETE ON enrollments BEGIN\n"
-    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("OLD") ", -1)\n"
-    "  ON CONFLICT DO UPDATE SET n = n - 1;\n"
+    COUNT_ADD("OLD", "-1")
     "END;\n"
     "CREATE TRIGGER IF NOT EXISTS main.enr_count_upd AFTER UPDATE OF platform, status, kind,\n"
     "  request_us, ca_issued, device_issued_us ON enrollments\n"
-    "  WHEN OLD.platform != NEW.platform OR OLD.status != NEW.status\n"
-    "    OR (OLD.request_us IS NOT NULL AND OLD.kind = 0) != (NEW.request_us IS NOT NULL AND NEW.kind = 0)\n"
-    "    OR (OLD.ca_issued OR OLD.device_issued_us IS NOT NULL)\n"
-    "       != (NEW.ca_issued OR NEW.device_issued_us IS NOT NULL)\n"
-    "    OR (OLD.device_issued_us IS NOT NULL) != (NEW.device_issued_us IS NOT NULL) BEGIN\n"
-    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("OLD") ", -1)\n"
-    "  ON CONFLICT DO UPDATE SET n = n - 1;\n"
-    "  INSERT INTO funnel_counts VALUES(" COUNT_KEY("NEW") ", 1)\n"
-    "  ON CONFLICT DO UPDATE SET n = n + 1;\n"
+    "  WHEN (" COUNT_KEY("OLD") ") != (" COUNT_KEY("NEW") ") BEGIN\n"
+    COUNT_ADD("OLD", "-1")
+    COUNT_ADD("NEW", "1")
     "END;\n";
 
 /* Creates and fills the counts where they are missing (a database of an older build). */

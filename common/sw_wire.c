@@ -515,6 +515,20 @@ sw_wire_decoded_event(const struct sw_wire_decoded *d, size_t i, struct sw_event
     ev->line_hash = e->line_hash;
 }
 
+/* A base-128 varint at *p; 0 when it runs past end or past 64 bits. */
+static int
+get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *p < end && shift <= 63; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 1;
+    }
+    return 0;
+}
+
 int
 sw_wire_find_bytes(const void *msg, size_t n, uint32_t field, const uint8_t **out,
                    size_t *out_len)
@@ -523,40 +537,30 @@ sw_wire_find_bytes(const void *msg, size_t n, uint32_t field, const uint8_t **ou
     int found = 0;
 
     while (p < end) {
-        uint64_t v[2] = { 0, 0 };
-        /* the tag, then the length or the value of the wire types that have one */
-        for (int k = 0; k < 2; k++) {
-            if (k == 1 && ((v[0] & 7) == 1 || (v[0] & 7) == 5))
-                break;
-            for (int shift = 0;; shift += 7) {
-                if (p == end || shift > 63)
-                    return -1;
-                uint8_t b = *p++;
-                v[k] |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80))
-                    break;
-            }
-        }
-        switch (v[0] & 7) {
-        case 0:
-            break;
-        case 1:
-        case 5: {
-            size_t w = (v[0] & 7) == 1 ? 8 : 4;
-            if ((size_t)(end - p) < w)
+        uint64_t tag, v;
+        if (!get_varint(&p, end, &tag))
+            return -1;
+        switch (tag & 7) {
+        case 0:                                 /* varint */
+            if (!get_varint(&p, end, &v))
                 return -1;
-            p += w;
             break;
-        }
-        case 2:
-            if (v[1] > (uint64_t)(end - p))
+        case 1:                                 /* fixed 64 */
+        case 5:                                 /* fixed 32 */
+            v = (tag & 7) == 1 ? 8 : 4;
+            if (v > (uint64_t)(end - p))
                 return -1;
-            if ((v[0] >> 3) == field) {
+            p += v;
+            break;
+        case 2:                                 /* length-delimited */
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return -1;
+            if ((tag >> 3) == field) {
                 *out = p;
-                *out_len = (size_t)v[1];
+                *out_len = (size_t)v;
                 found = 1;
             }
-            p += v[1];
+            p += v;
             break;
         default:
             return -1;

@@ -268,8 +268,7 @@ android_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
      * starts with one exactly when what follows the separators does: a
      * line is turned away before its logger's end is looked for.
      */
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
-        p++;
+    p = agent_skip_seps(p, end);
     size_t rest = (size_t)(end - p);
     if (!(rest > 10 && (memcmp(p, "org.jscep.", 10) == 0 || agent_starts_with(p, rest, CERTMGR))) ||
         !agent_next_field(&p, end, &logger) || logger.len <= 10) {

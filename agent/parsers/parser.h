@@ -181,6 +181,8 @@ struct sw_slice agent_trim(const char *p, size_t n);
  * advances *p.  Returns 0 when the line ends first.
  */
 int agent_next_field(const char **p, const char *end, struct sw_slice *f);
+/* Past a run of the separators agent_next_field splits on. */
+const char *agent_skip_seps(const char *p, const char *end);
 
 /* Whole-slice case-insensitive ASCII comparison with a word. */
 int agent_slice_eq_ci(struct sw_slice s, const char *word);

@@ -178,13 +178,19 @@ agent_trim(const char *p, size_t n)
 static const unsigned char sep_table[256] = { [' '] = 1, ['\t'] = 1, ['\r'] = 1 };
 #define is_sep(c) (sep_table[(unsigned char)(c)])
 
+const char *
+agent_skip_seps(const char *p, const char *end)
+{
+    while (p < end && is_sep(*p))
+        p++;
+    return p;
+}
+
 int
 agent_next_field(const char **p, const char *end, struct sw_slice *f)
 {
-    const char *s = *p;
+    const char *s = agent_skip_seps(*p, end);
 
-    while (s < end && is_sep(*s))
-        s++;
     if (s == end)
         return 0;
     f->ptr = s;

@@ -440,25 +440,24 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t p
         Scepwatch__ListEnrollmentsReply *rp;
         const uint8_t *peek = NULL;
         size_t peek_len = 0;
-        int sent = 0;
 
         if (call_recv(c, &reply) != 0)
             return 1;
         /*
          * Ask for the next page first, the cursor read straight from the
          * reply's bytes: the aggregator makes it while this one unpacks
-         * and prints.
+         * and prints.  The unpacked reply must say the same.
          */
-        if (sw_wire_find_bytes(reply.payload, reply.payload_len, 2, &peek, &peek_len) > 0 &&
-            peek_len &&
-            peek_len <= sizeof cursor) {
+        if (sw_wire_find_bytes(reply.payload, reply.payload_len, 2, &peek, &peek_len) <= 0 ||
+            peek_len > sizeof cursor)
+            peek_len = 0;
+        if (peek_len) {
             memcpy(cursor, peek, peek_len);
             rq->has_cursor = 1;
             rq->cursor.data = cursor;
             rq->cursor.len = peek_len;
             if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
                 return 1;
-            sent = 1;
         }
         sw_arena_reset(&c->page);
         c->page.limit = PAGE_MAX_MEM;
@@ -472,17 +471,10 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t p
             backlog_note(rp->correlation_backlog);
         cursor_len = rp->has_next_cursor && rp->next_cursor.len <= sizeof cursor
                          ? rp->next_cursor.len : 0;
-        if (sent && (cursor_len != peek_len || memcmp(cursor, rp->next_cursor.data, cursor_len))) {
+        if (cursor_len != peek_len ||
+            (cursor_len && memcmp(cursor, rp->next_cursor.data, cursor_len) != 0)) {
             fprintf(stderr, "scepwatch: malformed ListEnrollments reply (cursor)\n");
             return 1;
-        }
-        if (cursor_len && !sent) {
-            memcpy(cursor, rp->next_cursor.data, cursor_len);
-            rq->has_cursor = 1;
-            rq->cursor.data = cursor;
-            rq->cursor.len = cursor_len;
-            if (call_send(c, SW_METHOD("ListEnrollments"), &rq->base) != 0)
-                return 1;
         }
         for (size_t i = 0; i < rp->n_rows; i++) {
             fn(arg, rp->rows[i], rp->as_of_us, first);
