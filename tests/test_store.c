@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <time.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -491,6 +493,119 @@ test_open_failure_is_reported(void **state)
     assert_non_null(strstr(why, "/nonexistent-dir/x/y.db"));
 }
 
+
+/* ---- the correlator and a stream of batches ---- */
+
+/* Batches of one event, each marking a device of its own, every 10 ms until stopped. */
+struct stream {
+    struct agg_store *st;
+    const char *prefix;         /* of the devices' names */
+    volatile int stop;
+    int batches;
+    sw_err err;
+};
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *
+stream_main(void *arg)
+{
+    struct stream *s = arg;
+    char dev[32];
+    while (!s->stop) {
+        uint32_t stored, dups;
+        snprintf(dev, sizeof dev, "%s%d", s->prefix, s->batches);
+        struct sw_event e = ev_at(1000 + s->batches, dev, SW_STAGE_ENROLL_REQUESTED,
+                                  5000u + (uint32_t)s->batches);
+        if ((s->err = s->st->ops->ingest(s->st, &e, 1, "t", &stored, &dups)) != SW_OK)
+            break;
+        s->batches++;
+        sleep_ms(10);
+    }
+    return NULL;
+}
+
+/*
+ * While batches stream in, the correlator waits for them to stop, but not
+ * for a reader: one asking in the middle of the stream gets an answer that
+ * is correlated up to its call, at once, not after the reader's wait runs out.
+ */
+static void
+test_reader_not_kept_waiting_by_a_stream(void **state)
+{
+    struct stream s = { .st = st, .prefix = "R" };
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
+    pthread_t t;
+    (void)state;
+    for (int i = 0; i < AGG_STATUS_COUNT; i++)
+        pol.threshold_us[i] = 100;
+    assert_int_equal(pthread_create(&t, NULL, stream_main, &s), 0);
+    while (s.batches < 5)
+        sleep_ms(5);
+    int at_call = s.batches;
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    int64_t t0 = mono_ms();
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    int64_t waited = mono_ms() - t0;
+    int still_streaming = !s.stop && s.err == SW_OK;
+    assert_int_equal(r->ops->backlog(r), 0);
+    r->ops->reader_close(r);
+    s.stop = 1;
+    pthread_join(t, NULL);
+    assert_int_equal(s.err, SW_OK);
+    assert_true(still_streaming);
+    assert_true(waited < 5000);
+    /* every device of a batch before the call is in the answer */
+    assert_true((int)row.enrollments >= at_call);
+}
+
+/*
+ * The wait has a bound: a stream that never stops does not keep the
+ * correlator out for good (30 s in the aggregator; 200 ms here).
+ */
+static void
+test_correlator_deferral_is_bounded(void **state)
+{
+    struct stream s;
+    pthread_t t;
+    char why[256];
+    int worked_off = 0;
+    (void)state;
+    st->ops->close(st);
+    setenv("SCEPWATCH_TEST_CORR_DEFER_MS", "200", 1);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    unsetenv("SCEPWATCH_TEST_CORR_DEFER_MS");
+    memset(&s, 0, sizeof s);
+    s.st = st;
+    s.prefix = "B";
+    assert_int_equal(pthread_create(&t, NULL, stream_main, &s), 0);
+    int64_t t0 = mono_ms();
+    while (!worked_off && mono_ms() - t0 < 4000 && s.err == SW_OK) {
+        sleep_ms(20);
+        worked_off = s.batches > 0 &&
+                     sql_on(db_path, "SELECT COUNT(*) FROM dirty_dev WHERE device = 'B0'") == 0;
+    }
+    s.stop = 1;
+    pthread_join(t, NULL);
+    assert_int_equal(s.err, SW_OK);
+    assert_true(worked_off);
+}
+
 int
 main(void)
 {
@@ -505,6 +620,8 @@ main(void)
         cmocka_unit_test(test_listing_merges_the_unindexed_tail),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
+        cmocka_unit_test(test_reader_not_kept_waiting_by_a_stream),
+        cmocka_unit_test(test_correlator_deferral_is_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
