@@ -81,7 +81,10 @@ const char agg_corr_schema[] =
     "CREATE TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
     "CREATE TABLE IF NOT EXISTS touched_req(request_id TEXT PRIMARY KEY);\n"
     "CREATE TABLE IF NOT EXISTS refresh_enr(id INTEGER PRIMARY KEY);\n"
-    "CREATE TABLE IF NOT EXISTS refresh_req(request_id TEXT PRIMARY KEY);\n";
+    "CREATE TABLE IF NOT EXISTS refresh_req(request_id TEXT PRIMARY KEY);\n"
+    "-- request ids of CA events the time index has passed and no step has rebuilt yet:\n"
+    "-- the correlator finds new CA rows by id, so ingest writes no mark a row for them\n"
+    "CREATE TABLE IF NOT EXISTS new_req(request_id TEXT PRIMARY KEY) WITHOUT ROWID;\n";
 
 /*
  * The derived tables' version: a database whose derived tables are older
@@ -221,21 +224,19 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
 
 
 enum {
-    S_MARK_DEV, S_MARK_REQ, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
+    S_MARK_DEV, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
     S_DEV_EVENTS_NULL, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
     S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_TIME_NEW, S_TIME_PUT,
-    S_TIME_UPTO, S_COUNT
+    S_TIME_UPTO, S_NEW_REQ_PUT, S_NEW_REQ_LIST, S_NEW_REQ_DONE, S_COUNT
 };
 
 static const char *const sql[S_COUNT] = {
     /* on the events writer: a mark names the batch that made it */
     [S_MARK_DEV] = "INSERT INTO dirty_dev(device, gen) VALUES(?1, ?2)"
                    " ON CONFLICT(device) DO UPDATE SET gen = excluded.gen",
-    [S_MARK_REQ] = "INSERT INTO dirty_req(request_id, gen) VALUES(?1, ?2)"
-                   " ON CONFLICT(request_id) DO UPDATE SET gen = excluded.gen",
     /* a mark made again after the step read it (a later batch) stays */
     [S_DEV_DONE] = "DELETE FROM dirty_dev WHERE device <= ?1 AND gen <= ?2",
     [S_REQ_DONE] = "DELETE FROM dirty_req WHERE request_id <= ?1 AND gen <= ?2",
@@ -246,13 +247,18 @@ static const char *const sql[S_COUNT] = {
     [S_REFRESH_ENR_DONE] = "DELETE FROM refresh_enr WHERE id <= ?1",
     [S_REFRESH_REQ_LIST] = "SELECT request_id FROM refresh_req ORDER BY request_id LIMIT ?1",
     [S_REFRESH_REQ_DONE] = "DELETE FROM refresh_req WHERE request_id <= ?1",
-    [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev), EXISTS(SELECT 1 FROM dirty_req),"
+    [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev),"
+               " EXISTS(SELECT 1 FROM dirty_req) + 2 * EXISTS(SELECT 1 FROM new_req),"
                " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
                " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req),"
                " " AGG_CORR_TIME_UPTO_SQL,
-    [S_TIME_NEW] = "SELECT id, ts_us FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [S_TIME_NEW] = "SELECT id, ts_us, CASE WHEN platform = 4 THEN request_id END FROM events"
+                   " WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_TIME_PUT] = "INSERT OR IGNORE INTO event_time(ts_us, id) VALUES(?1, ?2)",
     [S_TIME_UPTO] = "INSERT OR REPLACE INTO corr_meta(key, value) VALUES('time_upto', ?1)",
+    [S_NEW_REQ_PUT] = "INSERT OR IGNORE INTO new_req(request_id) VALUES(?1)",
+    [S_NEW_REQ_LIST] = "SELECT request_id FROM new_req ORDER BY request_id LIMIT ?1",
+    [S_NEW_REQ_DONE] = "DELETE FROM new_req WHERE request_id <= ?1",
     [S_OLD_ENR] = "SELECT request_id FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEV_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
@@ -361,7 +367,7 @@ agg_corr_open(sqlite3 *cdb, sqlite3 *wdb, int64_t window_us, struct agg_corr **o
     c->wdb = wdb;
     c->window_us = window_us;
     for (int i = 0; i < S_COUNT; i++) {
-        sqlite3 *db = i == S_MARK_DEV || i == S_MARK_REQ || i == S_DEV_DONE || i == S_REQ_DONE
+        sqlite3 *db = i == S_MARK_DEV || i == S_DEV_DONE || i == S_REQ_DONE
                           ? wdb : cdb;
         if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) != SQLITE_OK) {
             sw_error("correlate: prepare %d: %s", i, sqlite3_errmsg(db));
@@ -451,6 +457,7 @@ agg_corr_backlog(sqlite3 *db)
 {
     static const char q[] =
         "SELECT (SELECT COUNT(*) FROM dirty_dev) + (SELECT COUNT(*) FROM dirty_req) +"
+        " (SELECT COUNT(*) FROM new_req) +"
         " (SELECT COUNT(*) FROM touched_enr) + (SELECT COUNT(*) FROM touched_req) +"
         " (SELECT COUNT(*) FROM refresh_enr) + (SELECT COUNT(*) FROM refresh_req) +"
         " (SELECT n - u FROM (SELECT " AGG_CORR_TIME_UPTO_SQL "))";
@@ -496,17 +503,6 @@ agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
     return step_wdb(c, s, "mark device");
 }
 
-sw_err
-agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len)
-{
-    if (repeat(c, 2, request_id, len))
-        return SW_OK;
-    c->marked = 1;
-    sqlite3_stmt *s = stmt(c, S_MARK_REQ);
-    sqlite3_bind_text(s, 1, request_id, (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, c->gen);
-    return step_wdb(c, s, "mark request");
-}
 
 static void
 extend(struct agg_corr *c, int64_t t)
@@ -1463,6 +1459,7 @@ static sw_err
 index_times(struct agg_corr *c, int64_t upto)
 {
     sqlite3_stmt *s = stmt(c, S_TIME_NEW), *put = c->st[S_TIME_PUT];
+    sqlite3_stmt *req = c->st[S_NEW_REQ_PUT];
     struct time_key *k = malloc(AGG_CORR_STEP_TIME * sizeof *k);
     size_t n = 0;
     sw_err e = SW_OK;
@@ -1476,9 +1473,16 @@ index_times(struct agg_corr *c, int64_t upto)
         k[n].id = sqlite3_column_int64(s, 0);
         k[n].ts_us = sqlite3_column_int64(s, 1);
         n++;
+        /* a CA row's request, to be rebuilt (committed with the index's mark) */
+        if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+            sqlite3_bind_text(req, 1, (const char *)sqlite3_column_text(s, 2),
+                              sqlite3_column_bytes(s, 2), SQLITE_STATIC);
+            if ((e = step_done(c, req, "new request")) != SW_OK)
+                break;
+        }
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (e == SW_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         e = db_err(c, "new events");
     if (e != SW_OK || n == 0) {
         free(k);
@@ -1525,8 +1529,11 @@ agg_corr_step(struct agg_corr *c, int *idle)
     /* devices and requests first: links are decided once for all of them */
     if (dev)
         return for_each_text(c, S_DEV_LIST, S_DEV_DONE, AGG_CORR_STEP_DEVICES, rebuild_device);
-    if (req)
+    if (req & 1)
         return for_each_text(c, S_REQ_LIST, S_REQ_DONE, AGG_CORR_STEP_ROWS, rebuild_issuance);
+    if (req & 2)
+        return for_each_text(c, S_NEW_REQ_LIST, S_NEW_REQ_DONE, AGG_CORR_STEP_ROWS,
+                             rebuild_issuance);
     if (touched)
         return links_step(c);
     if (renr)

@@ -50,16 +50,16 @@ sw_err agg_corr_open(sqlite3 *cdb, sqlite3 *wdb, int64_t window_us, struct agg_c
 void agg_corr_close(struct agg_corr *c);
 
 /*
- * Marks a device / request id dirty (from the ingest loop), in tables of
- * the events database: marks commit with the events, and a pass may come
- * later.  batch_begin starts an ingest transaction's bookkeeping (gen: the
- * batch's number, increasing; a repeat of the last mark is skipped);
- * batch_marked says whether it marked anything.
+ * Marks a device dirty (from the ingest loop), in a table of the events
+ * database: marks commit with the events, and a pass may come later.
+ * batch_begin starts an ingest transaction's bookkeeping (gen: the batch's
+ * number, increasing; a repeat of the last mark is skipped); batch_marked
+ * says whether it marked anything.  CA rows need no mark: the time index
+ * step reads every new event by id, and records their request ids then.
  */
 void agg_corr_batch_begin(struct agg_corr *c, int64_t gen);
 int agg_corr_batch_marked(const struct agg_corr *c);
 sw_err agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len);
-sw_err agg_corr_mark_request(struct agg_corr *c, const char *request_id, size_t len);
 
 /*
  * Correlation runs in steps, each meant to be a transaction of its own so

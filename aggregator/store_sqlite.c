@@ -627,6 +627,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     struct sqlite_store *st = (struct sqlite_store *)base;
     sqlite3_stmt *s = st->insert;
     int64_t now = sw_now_us();
+    int new_requests = 0;
     sw_err e = SW_OK;
     char why[256];
 
@@ -686,18 +687,18 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
             continue;
         }
         (*stored)++;
-        /* what the correlation must revisit */
+        /* what the correlation must revisit (a CA row is found by its id) */
         if (ev->cert == SW_CERT_SCEP && (ev->platform == SW_PLATFORM_ANDROID ||
             ev->platform == SW_PLATFORM_IOS || ev->platform == SW_PLATFORM_WINDOWS))
             e = agg_corr_mark_device(st->corr, ev->device.ptr, ev->device.len);
         else if (ev->platform == SW_PLATFORM_CA && ev->request_id.len)
-            e = agg_corr_mark_request(st->corr, ev->request_id.ptr, ev->request_id.len);
+            new_requests = 1;
         if (e != SW_OK)
             break;
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    int marked = agg_corr_batch_marked(st->corr);
+    int marked = agg_corr_batch_marked(st->corr) || new_requests;
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: commit: %s", why);
         e = SW_EDB;
