@@ -115,7 +115,7 @@ jscep_value(const char *m, size_t n, const char *key)
     const char *end = m + n, *p = m;
     size_t kl = strlen(key);
 
-    while ((p = memmem(p, (size_t)(end - p), key, kl)) != NULL) {
+    while ((p = agent_find(p, (size_t)(end - p), key)) != NULL) {
         /* must start a pair: preceded by '[' or ',' (or ' ') */
         if (p > m && (p[-1] == '[' || p[-1] == ',' || p[-1] == ' ') &&
             p + kl < end && p[kl] == '=') {
@@ -142,14 +142,20 @@ static int
 url_op(const char *m, size_t n, enum sw_stage req, enum sw_stage cacert,
        enum sw_stage cacaps, enum sw_stage pki, enum sw_stage *out)
 {
-    if (agent_find(m, n, "operation=GetCACert"))
-        *out = cacert;
-    else if (agent_find(m, n, "operation=GetCACaps"))
-        *out = cacaps;
-    else if (agent_find(m, n, "operation=PKIOperation"))
-        *out = pki;
-    else
-        *out = req;
+    /* one scan for "operation="; GetCACert, then GetCACaps, then PKIOperation win */
+    const char *end = m + n, *p = m;
+    int best = 0;
+    while (best < 3 && (p = agent_find(p, (size_t)(end - p), "operation=")) != NULL) {
+        p += sizeof "operation=" - 1;
+        size_t rest = (size_t)(end - p);
+        if (agent_starts_with(p, rest, "GetCACert"))
+            best = 3;
+        else if (agent_starts_with(p, rest, "GetCACaps") && best < 2)
+            best = 2;
+        else if (agent_starts_with(p, rest, "PKIOperation") && best < 1)
+            best = 1;
+    }
+    *out = best == 3 ? cacert : best == 2 ? cacaps : best == 1 ? pki : req;
     return *out != SW_STAGE_UNKNOWN;
 }
 
@@ -242,7 +248,7 @@ encoder_line(struct agent_parse_ctx *ctx, struct sw_event *ev, const char *m, si
     agent_parse_emit(ctx, ev);
 }
 
-static int
+static inline int
 logger_is(struct sw_slice lg, const char *name)
 {
     size_t k = strlen(name);

@@ -131,21 +131,6 @@ agent_profile_from(struct agent_scratch *s, const char *p, size_t n)
     return (struct sw_slice){ out, k };
 }
 
-const char *
-agent_find(const char *hay, size_t n, const char *needle)
-{
-    if (!hay || n == 0)
-        return NULL; /* memmem(NULL, ...) is undefined */
-    return memmem(hay, n, needle, strlen(needle));
-}
-
-int
-agent_starts_with(const char *p, size_t n, const char *prefix)
-{
-    size_t k = strlen(prefix);
-    return n >= k && memcmp(p, prefix, k) == 0;
-}
-
 int
 agent_starts_with_ci(const char *p, size_t n, const char *prefix)
 {
