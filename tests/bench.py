@@ -157,6 +157,8 @@ def bench_parse(a, rows):
                    check=True, stderr=subprocess.DEVNULL)
     size = os.path.getsize(path)
     agent = os.path.join(a.bin, "scepwatch-agent")
+    # the file just written is still being written back: not during the rounds
+    os.sync()
     timed(["cat", path])                                    # warm the page cache
     # rounds of the three side by side: a shared machine's load drifts, and a
     # ratio is only fair between runs made at the same moment
