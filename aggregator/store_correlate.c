@@ -195,6 +195,7 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
                              " DROP TABLE IF EXISTS main.refresh_enr;"
                              " DROP TABLE IF EXISTS main.refresh_req;"
                              " DROP TABLE IF EXISTS main.event_time;"
+                             " DROP TABLE IF EXISTS main.new_req;"
                              " DELETE FROM main.corr_meta;")) != SW_OK) ||
         (e = corr_exec(cdb, agg_corr_schema)) != SW_OK ||
         (e = prepare_counts(cdb)) != SW_OK ||

@@ -494,6 +494,61 @@ test_open_failure_is_reported(void **state)
 }
 
 
+/*
+ * A CA row marked dirty by an older build (which marked every CA row at
+ * ingest) and already passed by the time index: this build finds new CA
+ * rows through the time index, so it must still work that mark off.
+ */
+static void
+test_old_request_mark_worked_off(void **state)
+{
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 2000 };
+    struct sw_event e;
+    unsigned char ident[SW_EVENT_IDENT_LEN];
+    char why[256], sql[800], hex[2 * SW_EVENT_IDENT_LEN + 1], derived[128];
+    (void)state;
+    for (int i = 0; i < AGG_STATUS_COUNT; i++)
+        pol.threshold_us[i] = 100;
+    st->ops->close(st);
+    st = NULL;
+    memset(&e, 0, sizeof e);
+    e.source = SW_SOURCE_CA_CERTUTIL_CSV;
+    e.platform = SW_PLATFORM_CA;
+    e.stage = SW_STAGE_CA_PENDING;
+    e.ts_us = 1200;
+    e.request_id = sw_slice_cstr("77001");
+    e.line_hash = 4242;
+    sw_event_identity(&e, ident);
+    for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ident[i]);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events(ident, source, platform, stage, cert, ts_us, request_id,"
+             " line_hash, received_us) VALUES(X'%s', %d, %d, %d, 0, 1200, '77001', 4242, 0);"
+             "INSERT INTO dirty_req(request_id, gen) VALUES('77001', 9);"
+             "SELECT max(id) FROM events;", hex, SW_SOURCE_CA_CERTUTIL_CSV, SW_PLATFORM_CA,
+             SW_STAGE_CA_PENDING);
+    int64_t last = sql_on(db_path, sql);
+    assert_true(last > 0);
+    /* the older build's time index had passed the row already */
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO corr_meta(key, value)"
+             " VALUES('time_upto', %lld); SELECT COUNT(*) FROM new_req;", (long long)last);
+    assert_int_equal(sql_on(derived, sql), 0);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    /* a reader waits for the backlog, so what follows is worked off */
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    assert_int_equal(r->ops->backlog(r), 0);
+    r->ops->reader_close(r);
+    /* the request is derived: its issuance, and the row of a CA request no device matched */
+    assert_int_equal(sql_on(derived, "SELECT COUNT(*) FROM issuances WHERE request_id = '77001'"), 1);
+    assert_int_equal(sql_on(derived, "SELECT COUNT(*) FROM enrollments WHERE request_id = '77001'"),
+                     1);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM dirty_req"), 0);
+}
+
 /* ---- the correlator and a stream of batches ---- */
 
 /* Batches of one event, each marking a device of its own, every 10 ms until stopped. */
@@ -620,6 +675,7 @@ main(void)
         cmocka_unit_test(test_listing_merges_the_unindexed_tail),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
+        cmocka_unit_test(test_old_request_mark_worked_off),
         cmocka_unit_test(test_reader_not_kept_waiting_by_a_stream),
         cmocka_unit_test(test_correlator_deferral_is_bounded),
     };
