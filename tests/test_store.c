@@ -84,6 +84,16 @@ sql_on(const char *path, const char *sql)
     return v;
 }
 
+/* An event's identity as SQL blob hex (X'...'), for rows written behind the store's back. */
+static void
+ident_hex(const struct sw_event *e, char hex[2 * SW_EVENT_IDENT_LEN + 1])
+{
+    unsigned char ident[SW_EVENT_IDENT_LEN];
+    sw_event_identity(e, ident);
+    for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ident[i]);
+}
+
 static struct sw_event
 ev_at(int64_t ts, const char *device, enum sw_stage stage, uint32_t h)
 {
@@ -213,7 +223,6 @@ test_marks_survive_a_stop(void **state)
     struct agg_funnel_row row = { 0 };
     struct agg_policy pol = { .as_of_us = 2000 };
     struct sw_event e = ev_at(1500, "D", SW_STAGE_ENROLL_REQUESTED, 91);
-    unsigned char ident[SW_EVENT_IDENT_LEN];
     char why[256], sql[640], hex[2 * SW_EVENT_IDENT_LEN + 1];
     (void)state;
     for (int i = 0; i < AGG_STATUS_COUNT; i++)
@@ -222,9 +231,7 @@ test_marks_survive_a_stop(void **state)
      * correlation: an event and its mark, and nothing derived from them */
     st->ops->close(st);
     st = NULL;
-    sw_event_identity(&e, ident);
-    for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", ident[i]);
+    ident_hex(&e, hex);
     snprintf(sql, sizeof sql,
              "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, line_hash,"
              " received_us) VALUES(X'%s', 'D', %d, %d, %d, %d, 1500, 91, 0);"
@@ -506,7 +513,6 @@ test_old_request_mark_worked_off(void **state)
     struct agg_funnel_row row = { 0 };
     struct agg_policy pol = { .as_of_us = 2000 };
     struct sw_event e;
-    unsigned char ident[SW_EVENT_IDENT_LEN];
     char why[256], sql[800], hex[2 * SW_EVENT_IDENT_LEN + 1], derived[128];
     (void)state;
     for (int i = 0; i < AGG_STATUS_COUNT; i++)
@@ -520,9 +526,7 @@ test_old_request_mark_worked_off(void **state)
     e.ts_us = 1200;
     e.request_id = sw_slice_cstr("77001");
     e.line_hash = 4242;
-    sw_event_identity(&e, ident);
-    for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", ident[i]);
+    ident_hex(&e, hex);
     snprintf(sql, sizeof sql,
              "INSERT INTO events(ident, source, platform, stage, cert, ts_us, request_id,"
              " line_hash, received_us) VALUES(X'%s', %d, %d, %d, 0, 1200, '77001', 4242, 0);"
