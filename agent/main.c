@@ -226,9 +226,7 @@ print_stats(const char *file, const struct agent_parser *p, const uint64_t *coun
 
 /* ---- parse ---- */
 
-struct json_out;
-
-#define JSON_FLUSH (256 * 1024)
+#define JSON_FLUSH (256 * 1024)    /* bytes of JSON Lines written at a time */
 
 struct json_out {
     struct sw_buf buf;

@@ -248,11 +248,10 @@ static const char *const sql[S_COUNT] = {
     [S_REFRESH_ENR_DONE] = "DELETE FROM refresh_enr WHERE id <= ?1",
     [S_REFRESH_REQ_LIST] = "SELECT request_id FROM refresh_req ORDER BY request_id LIMIT ?1",
     [S_REFRESH_REQ_DONE] = "DELETE FROM refresh_req WHERE request_id <= ?1",
-    [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev),"
-               " EXISTS(SELECT 1 FROM dirty_req) + 2 * EXISTS(SELECT 1 FROM new_req),"
+    [S_WORK] = "SELECT EXISTS(SELECT 1 FROM dirty_dev), EXISTS(SELECT 1 FROM dirty_req),"
                " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
                " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req),"
-               " " AGG_CORR_TIME_UPTO_SQL,
+               " " AGG_CORR_TIME_UPTO_SQL ", EXISTS(SELECT 1 FROM new_req)",
     [S_TIME_NEW] = "SELECT id, ts_us, CASE WHEN platform = 4 THEN request_id END FROM events"
                    " WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_TIME_PUT] = "INSERT OR IGNORE INTO event_time(ts_us, id) VALUES(?1, ?2)",
@@ -333,9 +332,9 @@ struct agg_corr {
     int64_t gen;                /* the ingest batch marking now */
     int64_t window_us;
     int64_t lo, hi;             /* the time region the change reaches */
-    /* this ingest transaction's marks: the last one, to skip repeats */
+    /* this ingest transaction's marks: the last device, to skip repeats */
     int marked;
-    int last_kind;              /* 0 none, 1 device, 2 request */
+    int last_set;               /* last[] holds the last device marked */
     size_t last_len;
     char last[256];
 };
@@ -443,7 +442,7 @@ void
 agg_corr_batch_begin(struct agg_corr *c, int64_t gen)
 {
     c->marked = 0;
-    c->last_kind = 0;
+    c->last_set = 0;
     c->gen = gen;
 }
 
@@ -475,17 +474,15 @@ agg_corr_backlog(sqlite3 *db)
 
 /* A batch holds runs of one device's events: one INSERT a run, not a row. */
 static int
-repeat(struct agg_corr *c, int kind, const char *p, size_t len)
+repeat(struct agg_corr *c, const char *p, size_t len)
 {
-    if (c->last_kind == kind && c->last_len == len && (!len || memcmp(c->last, p, len) == 0))
+    if (c->last_set && c->last_len == len && (!len || memcmp(c->last, p, len) == 0))
         return 1;
-    if (len < sizeof c->last) {
-        c->last_kind = kind;
+    c->last_set = len < sizeof c->last;
+    if (c->last_set) {
         c->last_len = len;
         if (len)
             memcpy(c->last, p, len);
-    } else {
-        c->last_kind = 0;
     }
     return 0;
 }
@@ -495,7 +492,7 @@ agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
 {
     if (!device)
         len = 0;
-    if (repeat(c, 1, device, len))
+    if (repeat(c, device, len))
         return SW_OK;
     c->marked = 1;
     sqlite3_stmt *s = stmt(c, S_MARK_DEV);
@@ -503,7 +500,6 @@ agg_corr_mark_device(struct agg_corr *c, const char *device, size_t len)
     sqlite3_bind_int64(s, 2, c->gen);
     return step_wdb(c, s, "mark device");
 }
-
 
 static void
 extend(struct agg_corr *c, int64_t t)
@@ -1508,7 +1504,7 @@ sw_err
 agg_corr_step(struct agg_corr *c, int *idle)
 {
     sqlite3_stmt *s = stmt(c, S_WORK);
-    int dev, req, touched, renr, rreq;
+    int dev, req, new_req, touched, renr, rreq;
     int64_t upto, newest;
 
     *idle = 0;
@@ -1523,6 +1519,7 @@ agg_corr_step(struct agg_corr *c, int *idle)
     rreq = sqlite3_column_int(s, 4);
     upto = sqlite3_column_int64(s, 5);
     newest = sqlite3_column_int64(s, 6);
+    new_req = sqlite3_column_int(s, 7);
     sqlite3_reset(s);
     /* first: a listing reads the events past the index without it, slowly */
     if (newest > upto)
@@ -1530,9 +1527,9 @@ agg_corr_step(struct agg_corr *c, int *idle)
     /* devices and requests first: links are decided once for all of them */
     if (dev)
         return for_each_text(c, S_DEV_LIST, S_DEV_DONE, AGG_CORR_STEP_DEVICES, rebuild_device);
-    if (req & 1)
+    if (req)
         return for_each_text(c, S_REQ_LIST, S_REQ_DONE, AGG_CORR_STEP_ROWS, rebuild_issuance);
-    if (req & 2)
+    if (new_req)
         return for_each_text(c, S_NEW_REQ_LIST, S_NEW_REQ_DONE, AGG_CORR_STEP_ROWS,
                              rebuild_issuance);
     if (touched)

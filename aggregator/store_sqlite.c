@@ -1084,7 +1084,7 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
     struct sqlite_reader *r = (struct sqlite_reader *)base;
     r->backlog = corr_catch_up(r->st, r->db);
     /* stuck depends on the moment and the policy: counted over the open rows' index */
-    sqlite3_stmt *st = prepare_cached(r, &r->funnel_stuck,
+    sqlite3_stmt *sq = prepare_cached(r, &r->funnel_stuck,
         "SELECT e.platform, SUM(" STUCK_EXPR ") FROM enrollments e INDEXED BY enr_open"
         " WHERE e.status NOT IN (0, 1, 2) GROUP BY e.platform");
     /* the rest from the counts the correlator keeps (store_correlate.c) */
@@ -1092,23 +1092,23 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
         "SELECT platform, SUM(n), SUM(n * req), SUM(n * iss), SUM(n * dlv),"
         " SUM(n * (status = 1)), SUM(n * (status = 2))"
         " FROM funnel_counts GROUP BY platform HAVING SUM(n) > 0 ORDER BY platform");
-    struct { int platform; uint64_t n; } stuck[16];
-    size_t nstuck = 0;
+    uint64_t stuck[SW_PLATFORM_COUNT] = { 0 };
     char why[256];
     int rc;
 
-    if (!st || !s)
+    if (!sq || !s)
         return SW_EDB;
     /* one snapshot for both */
     if (exec(r->db, "BEGIN", why, sizeof why) != SW_OK)
         return SW_EDB;
-    bind_policy(st, pol);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && nstuck < sizeof stuck / sizeof stuck[0]) {
-        stuck[nstuck].platform = sqlite3_column_int(st, 0);
-        stuck[nstuck++].n = (uint64_t)sqlite3_column_int64(st, 1);
+    bind_policy(sq, pol);
+    while ((rc = sqlite3_step(sq)) == SQLITE_ROW) {
+        int platform = sqlite3_column_int(sq, 0);
+        if (platform >= 0 && platform < SW_PLATFORM_COUNT)
+            stuck[platform] = (uint64_t)sqlite3_column_int64(sq, 1);
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    sqlite3_reset(sq);
+    if (rc != SQLITE_DONE) {
         exec(r->db, "COMMIT", why, sizeof why);
         return SW_EDB;
     }
@@ -1120,9 +1120,8 @@ sqlite_funnel(struct agg_store_reader *base, const struct agg_policy *pol, agg_f
             (uint64_t)sqlite3_column_int64(s, 5), 0,
             (uint64_t)sqlite3_column_int64(s, 6),
         };
-        for (size_t i = 0; i < nstuck; i++)
-            if (stuck[i].platform == (int)row.platform)
-                row.stuck = stuck[i].n;
+        if ((unsigned)row.platform < SW_PLATFORM_COUNT)
+            row.stuck = stuck[row.platform];
         fn(arg, &row);
     }
     sqlite3_reset(s);

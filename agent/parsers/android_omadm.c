@@ -276,7 +276,7 @@ android_line(struct agent_parse_ctx *ctx, const char *line, size_t len)
      */
     p = agent_skip_seps(p, end);
     size_t rest = (size_t)(end - p);
-    if (!(rest > 10 && (memcmp(p, "org.jscep.", 10) == 0 || agent_starts_with(p, rest, CERTMGR))) ||
+    if (!(agent_starts_with(p, rest, "org.jscep.") || agent_starts_with(p, rest, CERTMGR)) ||
         !agent_next_field(&p, end, &logger) || logger.len <= 10) {
         ctx->counts[AGENT_COUNT_NOISE]++;
         return;

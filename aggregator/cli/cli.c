@@ -425,6 +425,9 @@ static int
 each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t page, row_fn fn,
                 void *arg, size_t *count)
 {
+    /* the reply's cursor field, by name: its number is the proto file's */
+    const ProtobufCFieldDescriptor *cursor_field = protobuf_c_message_descriptor_get_field_by_name(
+        &scepwatch__list_enrollments_reply__descriptor, "next_cursor");
     unsigned char cursor[512];
     size_t cursor_len = 0;
     int first = 1;
@@ -448,8 +451,8 @@ each_enrollment(struct cli *c, Scepwatch__ListEnrollmentsRequest *rq, uint32_t p
          * reply's bytes: the aggregator makes it while this one unpacks
          * and prints.  The unpacked reply must say the same.
          */
-        if (sw_wire_find_bytes(reply.payload, reply.payload_len, 2, &peek, &peek_len) <= 0 ||
-            peek_len > sizeof cursor)
+        if (sw_wire_find_bytes(reply.payload, reply.payload_len, cursor_field->id, &peek,
+                               &peek_len) <= 0 || peek_len > sizeof cursor)
             peek_len = 0;
         if (peek_len) {
             memcpy(cursor, peek, peek_len);
