@@ -38,8 +38,6 @@ struct worker {
     struct sw_buf payload;      /* reply payload */
     struct sw_buf reply;        /* encoded reply envelope */
     struct agg_store_reader *reader;
-    struct sw_event *evs;       /* ingest conversion buffer */
-    size_t evs_cap;
     struct sw_arena batch;      /* the decoded ingest batch; its blocks serve the next */
     int started;
 };
@@ -114,19 +112,8 @@ handle_ingest(struct worker *w, const unsigned char *req, size_t n, char *msg, s
         return SW_STATUS_RESOURCE_EXHAUSTED;
     if (e != SW_OK)
         return SW_STATUS_INVALID_ARGUMENT;
-    if (d.count > w->evs_cap) {
-        struct sw_event *ne = realloc(w->evs, d.count * sizeof *ne);
-        if (!ne) {
-            sw_wire_decoded_fini(&d);
-            snprintf(msg, cap, "out of memory");
-            return SW_STATUS_RESOURCE_EXHAUSTED;
-        }
-        w->evs = ne;
-        w->evs_cap = d.count;
-    }
-    for (size_t i = 0; i < d.count; i++)
-        sw_wire_decoded_event(&d, i, &w->evs[i]);
-    e = w->srv->store->ops->ingest(w->srv->store, w->evs, d.count, d.agent_id, &stored, &dups);
+    /* the events point into req, which lives until the reply is sent */
+    e = w->srv->store->ops->ingest(w->srv->store, d.events, d.count, d.agent_id, &stored, &dups);
     ack.has_batch_id = 1;
     ack.batch_id = d.batch_id;
     size_t used = w->batch.total;
@@ -581,7 +568,6 @@ worker_fini(struct worker *w)
     sw_buf_fini(&w->reply);
     if (w->reader)
         w->reader->ops->reader_close(w->reader);
-    free(w->evs);
     sw_arena_release(&w->batch);
 }
 

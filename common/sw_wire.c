@@ -279,15 +279,15 @@ check_str(const char *s, const char *name, char *why, size_t cap)
 static int
 check_event(const Scepwatch__Event *e, size_t nfiles, size_t i, char *why, size_t cap)
 {
-    if (!e->has_stage || e->stage <= 0 || (int)e->stage >= SW_STAGE_COUNT) {
+    if (!e->has_stage || (int)e->stage <= 0 || (int)e->stage >= SW_STAGE_COUNT) {
         snprintf(why, cap, "event %zu: missing or unknown stage", i);
         return -1;
     }
-    if (!e->has_source || e->source <= 0 || (int)e->source >= SW_SOURCE_COUNT) {
+    if (!e->has_source || (int)e->source <= 0 || (int)e->source >= SW_SOURCE_COUNT) {
         snprintf(why, cap, "event %zu: missing or unknown source", i);
         return -1;
     }
-    if (!e->has_platform || e->platform <= 0 || (int)e->platform >= SW_PLATFORM_COUNT) {
+    if (!e->has_platform || (int)e->platform <= 0 || (int)e->platform >= SW_PLATFORM_COUNT) {
         snprintf(why, cap, "event %zu: missing or unknown platform", i);
         return -1;
     }
@@ -438,17 +438,476 @@ fail:
 }
 
 sw_err
+sw_wire_decode_batch_ref(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
+                         char *why, size_t cap)
+{
+    return decode(p, n, max_mem, 0, NULL, out, why, cap);
+}
+
+/*
+ * ---- the batch decoder the aggregator ingests with ----
+ *
+ * protobuf-c's unpacker copies every string of every event into memory of
+ * its own (a struct and a dozen allocations an event), and the store then
+ * wants slices of them.  This one reads a Batch in place: each event
+ * becomes an sw_event whose slices point into the caller's bytes, with no
+ * allocation but the event array.  It accepts and refuses what the
+ * generated unpacker followed by the same checks does (test_wire and
+ * fuzz_wire hold it to sw_wire_decode_batch_ref):
+ *   - wire types 0, 1, 2 and 5; groups (3, 4) and 6, 7 are malformed;
+ *   - a varint of at most 10 bytes, a tag or a length of at most 5;
+ *   - a one-byte tag of field number 0 is malformed (a longer encoding of
+ *     it passes as an unknown field: protobuf-c tests the first byte);
+ *   - a known field with another wire type than its own is malformed;
+ *     unknown fields are skipped;
+ *   - a scalar or string given twice: the last one counts;
+ *   - a string ends at its first NUL byte (as a C string copy of it does).
+ */
+
+struct pb_rd {
+    const uint8_t *p, *end;
+};
+
+/* A varint of at most max bytes (protobuf-c's limits: 10, or 5 for tags
+ * and lengths); 0 when it does not end within them or the input. */
+static inline int
+rd_varint(struct pb_rd *r, int max, uint64_t *v)
+{
+    const uint8_t *p = r->p;
+    uint64_t x = 0;
+
+    if (p < r->end && !(*p & 0x80)) {       /* the common case: one byte */
+        *v = *p;
+        r->p = p + 1;
+        return 1;
+    }
+    for (int i = 0; i < max && p < r->end; i++) {
+        uint8_t b = *p++;
+        x |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            r->p = p;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A field's header; 0 at a malformed one (see field number 0 above). */
+static inline int
+rd_tag(struct pb_rd *r, uint32_t *field, int *wire)
+{
+    uint64_t t;
+    if (r->p < r->end && (*r->p & 0xf8) == 0)
+        return 0;
+    if (!rd_varint(r, 5, &t))
+        return 0;
+    *field = (uint32_t)(t >> 3);
+    *wire = (int)(t & 7);
+    return 1;
+}
+
+/* A length-delimited field's bytes; 0 when they run past the input. */
+static inline int
+rd_bytes(struct pb_rd *r, const uint8_t **b, size_t *len)
+{
+    uint64_t l;
+    if (!rd_varint(r, 5, &l) || l > (uint64_t)(r->end - r->p))
+        return 0;
+    *b = r->p;
+    *len = (size_t)l;
+    r->p += l;
+    return 1;
+}
+
+/* Skips a field of an unknown number; 0 at a malformed one. */
+static int
+rd_skip(struct pb_rd *r, int wire)
+{
+    uint64_t v;
+    const uint8_t *b;
+    size_t len;
+
+    switch (wire) {
+    case 0:
+        return rd_varint(r, 10, &v);
+    case 1:
+    case 5: {
+        size_t w = wire == 1 ? 8 : 4;
+        if ((size_t)(r->end - r->p) < w)
+            return 0;
+        r->p += w;
+        return 1;
+    }
+    case 2:
+        return rd_bytes(r, &b, &len);
+    default:
+        return 0;
+    }
+}
+
+/* A string field as a slice that ends at its first NUL. */
+static inline int
+rd_str(struct pb_rd *r, struct sw_slice *s)
+{
+    const uint8_t *b;
+    size_t len;
+    if (!rd_bytes(r, &b, &len))
+        return 0;
+    const uint8_t *z = len ? memchr(b, 0, len) : NULL;
+    s->ptr = (const char *)b;
+    s->len = z ? (size_t)(z - b) : len;
+    return 1;
+}
+
+static inline int64_t
+unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* What an event carries besides its sw_event: presence, and the batch form. */
+struct ev_extra {
+    int32_t stage, source, platform, cert;
+    unsigned has_stage : 1, has_source : 1, has_platform : 1, has_cert : 1, has_ts : 1,
+        has_file_idx : 1, has_dev_idx : 1, has_ts_delta : 1, has_off_delta : 1;
+    uint32_t file_idx, dev_idx;
+    int64_t ts_delta, off_delta;
+    struct sw_slice host;       /* the event's own host and file, when given */
+    struct sw_slice file;
+};
+
+/* One Event message into ev and x; 0 when malformed. */
+static int
+read_event(const uint8_t *b, size_t len, struct sw_event *ev, struct ev_extra *x)
+{
+    struct pb_rd r = { b, b + len };
+
+    while (r.p < r.end) {
+        uint32_t field;
+        int wire;
+        uint64_t v;
+        struct sw_slice *str = NULL;
+
+        if (!rd_tag(&r, &field, &wire))
+            return 0;
+        switch (field) {
+        case 3: str = &ev->device; break;
+        case 7: str = &ev->profile; break;
+        case 8: str = &ev->txn; break;
+        case 9: str = &ev->thumbprint; break;
+        case 10: str = &ev->serial; break;
+        case 11: str = &ev->request_id; break;
+        case 12: str = &ev->subject; break;
+        case 13: str = &ev->template; break;
+        case 14: str = &ev->requester; break;
+        case 15: str = &ev->detail; break;
+        case 19: str = &x->host; break;
+        case 20: str = &x->file; break;
+        case 18:                                /* line_hash, fixed32 */
+            if (wire != 5 || r.end - r.p < 4)
+                return 0;
+            ev->line_hash = (uint32_t)r.p[0] | (uint32_t)r.p[1] << 8 |
+                            (uint32_t)r.p[2] << 16 | (uint32_t)r.p[3] << 24;
+            r.p += 4;
+            continue;
+        case 1: case 2: case 4: case 5: case 6: case 16: case 17: case 21: case 22: case 23:
+            if (wire != 0 || !rd_varint(&r, 10, &v))
+                return 0;
+            switch (field) {
+            case 1: x->source = (int32_t)(uint32_t)v; x->has_source = 1; break;
+            case 2: x->platform = (int32_t)(uint32_t)v; x->has_platform = 1; break;
+            case 4: ev->ts_us = unzigzag(v); x->has_ts = 1; break;
+            case 5: x->stage = (int32_t)(uint32_t)v; x->has_stage = 1; break;
+            case 6: x->cert = (int32_t)(uint32_t)v; x->has_cert = 1; break;
+            case 16: x->file_idx = (uint32_t)v; x->has_file_idx = 1; break;
+            case 17: ev->offset = v; ev->has_offset = 1; break;
+            case 21: x->dev_idx = (uint32_t)v; x->has_dev_idx = 1; break;
+            case 22: x->ts_delta = unzigzag(v); x->has_ts_delta = 1; break;
+            case 23: x->off_delta = unzigzag(v); x->has_off_delta = 1; break;
+            }
+            continue;
+        default:
+            if (!rd_skip(&r, wire))
+                return 0;
+            continue;
+        }
+        if (wire != 2 || !rd_str(&r, str))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+str_too_long(struct sw_slice s, const char *name, char *why, size_t cap)
+{
+    if (s.len > SW_WIRE_MAX_FIELD) {
+        snprintf(why, cap, "field %s longer than %d bytes", name, SW_WIRE_MAX_FIELD);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The batch form back to whole events (as resolve_batch), then the checks
+ * of check_event, for event i; 0 with why set when it is refused.
+ */
+static int
+finish_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_slice *devs,
+             size_t ndevs, size_t nfiles, const struct sw_slice *files, struct sw_slice host,
+             int64_t *prev_ts, uint64_t *prev_off, char *why, size_t cap)
+{
+    if (x->has_dev_idx) {
+        if (ev->device.ptr || x->dev_idx == 0 || x->dev_idx > ndevs) {
+            snprintf(why, cap, "event %zu: bad device index", i);
+            return 0;
+        }
+        ev->device = devs[x->dev_idx - 1];
+    }
+    if (x->has_ts_delta) {
+        int64_t t;
+        if (x->has_ts || __builtin_add_overflow(*prev_ts, x->ts_delta, &t)) {
+            snprintf(why, cap, "event %zu: bad time difference", i);
+            return 0;
+        }
+        x->has_ts = 1;
+        ev->ts_us = t;
+    }
+    if (x->has_ts)
+        *prev_ts = ev->ts_us;
+    if (x->has_off_delta) {
+        uint64_t o = *prev_off + (uint64_t)x->off_delta;
+        if (ev->has_offset ||
+            (x->off_delta < 0 && (uint64_t)-(x->off_delta + 1) >= *prev_off) ||
+            (x->off_delta > 0 && o < *prev_off)) {
+            snprintf(why, cap, "event %zu: bad offset difference", i);
+            return 0;
+        }
+        ev->has_offset = 1;
+        ev->offset = o;
+    }
+    if (ev->has_offset)
+        *prev_off = ev->offset;
+
+    if (!x->has_stage || x->stage <= 0 || x->stage >= SW_STAGE_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown stage", i);
+        return 0;
+    }
+    if (!x->has_source || x->source <= 0 || x->source >= SW_SOURCE_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown source", i);
+        return 0;
+    }
+    if (!x->has_platform || x->platform <= 0 || x->platform >= SW_PLATFORM_COUNT) {
+        snprintf(why, cap, "event %zu: missing or unknown platform", i);
+        return 0;
+    }
+    if (x->has_cert && (x->cert < 0 || x->cert >= SW_CERT_COUNT)) {
+        snprintf(why, cap, "event %zu: unknown cert", i);
+        return 0;
+    }
+    if (!x->has_ts) {
+        snprintf(why, cap, "event %zu: missing ts", i);
+        return 0;
+    }
+    if (ev->ts_us < 0 || ev->ts_us > (int64_t)253402300799 * 1000000) {
+        snprintf(why, cap, "event %zu: ts out of range", i);
+        return 0;
+    }
+    if (x->has_file_idx && x->file_idx >= nfiles) {
+        snprintf(why, cap, "event %zu: file index out of range", i);
+        return 0;
+    }
+#define X(f, pf) if (str_too_long(ev->f, #f, why, cap)) return 0;
+    WIRE_FIELDS(X)
+#undef X
+    if (str_too_long(x->host, "host", why, cap) || str_too_long(x->file, "file", why, cap))
+        return 0;
+    ev->source = (enum sw_source)x->source;
+    ev->platform = (enum sw_platform)x->platform;
+    ev->stage = (enum sw_stage)x->stage;
+    ev->cert = x->has_cert ? (enum sw_cert)x->cert : SW_CERT_NONE;
+    if (x->file.ptr)
+        ev->file = x->file;
+    else if (x->has_file_idx)
+        ev->file = files[x->file_idx];
+    ev->host = x->host.ptr ? x->host : host;
+    return 1;
+}
+
+/* Bytes from the arena within its limit; *e says why not. */
+static void *
+take(struct sw_arena *a, size_t n, sw_err *e)
+{
+    if (a->limit && (n > a->limit || a->total > a->limit - n)) {
+        *e = SW_ETOOBIG;
+        return NULL;
+    }
+    void *p = sw_arena_get(a, n);
+    if (!p)
+        *e = SW_ENOMEM;
+    return p;
+}
+
+/* A NUL-terminated copy of s in the arena. */
+static const char *
+take_cstr(struct sw_arena *a, struct sw_slice s, sw_err *e)
+{
+    char *c = take(a, s.len + 1, e);
+    if (c) {
+        if (s.len)
+            memcpy(c, s.ptr, s.len);
+        c[s.len] = '\0';
+    }
+    return c;
+}
+
+static sw_err
+decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reuse,
+                  struct sw_wire_decoded *out, char *why, size_t cap)
+{
+    struct sw_arena *a = reuse ? reuse : calloc(1, sizeof *a);
+    struct pb_rd r = { p, (const uint8_t *)p + n };
+    struct sw_slice agent = SW_SLICE_NONE, host = SW_SLICE_NONE;
+    struct sw_slice *files = NULL, *devs = NULL;
+    size_t nev = 0, nfiles = 0, ndevs = 0;
+    sw_err e = SW_EPROTO;
+
+    memset(out, 0, sizeof *out);
+    if (!a)
+        return SW_ENOMEM;
+    sw_arena_reset(a);
+    a->limit = max_mem;
+    out->arena = a;
+    out->own_arena = !reuse;
+    out->host = out->agent_id = "";
+
+    /* first pass: the batch's own fields, and how many of each list */
+    while (r.p < r.end) {
+        uint32_t field;
+        int wire;
+        uint64_t v;
+
+        if (!rd_tag(&r, &field, &wire))
+            goto malformed;
+        if (field >= 1 && field <= 6 && wire != (field == 3 ? 0 : 2))
+            goto malformed;
+        switch (field) {
+        case 1: if (!rd_str(&r, &agent)) goto malformed; break;
+        case 2: if (!rd_str(&r, &host)) goto malformed; break;
+        case 3:
+            if (!rd_varint(&r, 10, &v))
+                goto malformed;
+            out->batch_id = v;
+            break;
+        case 4: case 5: case 6: {
+            const uint8_t *b;
+            size_t len;
+            if (!rd_bytes(&r, &b, &len))
+                goto malformed;
+            if (field == 4)
+                nfiles++;
+            else if (field == 5)
+                nev++;
+            else
+                ndevs++;
+            break;
+        }
+        default:
+            if (!rd_skip(&r, wire))
+                goto malformed;
+        }
+    }
+    /* the lists, then the events, read where they lie */
+    struct sw_event *evs = NULL;
+    struct ev_extra x;
+    if ((nfiles && !(files = take(a, nfiles * sizeof *files, &e))) ||
+        (ndevs && !(devs = take(a, ndevs * sizeof *devs, &e))) ||
+        (nev && !(evs = take(a, nev * sizeof *evs, &e))))
+        goto fail;
+    if (agent.ptr && !(out->agent_id = take_cstr(a, agent, &e)))
+        goto fail;
+    if (host.ptr && !(out->host = take_cstr(a, host, &e)))
+        goto fail;
+    {
+        size_t fi = 0, di = 0;
+        for (r.p = p; r.p < r.end;) {
+            uint32_t field;
+            int wire;
+            struct sw_slice s;
+            rd_tag(&r, &field, &wire);
+            if (field < 4 || field > 6) {
+                rd_skip(&r, wire);
+                continue;
+            }
+            rd_str(&r, &s);
+            if (field == 4)
+                files[fi++] = s;
+            else if (field == 6)
+                devs[di++] = s;
+        }
+    }
+    if (str_too_long(agent, "agent_id", why, cap) || str_too_long(host, "host", why, cap))
+        goto refused;
+    for (size_t i = 0; i < nfiles; i++)
+        if (str_too_long(files[i], "files", why, cap))
+            goto refused;
+    for (size_t i = 0; i < ndevs; i++)
+        if (str_too_long(devs[i], "devices", why, cap))
+            goto refused;
+    {
+        struct sw_slice hs = { out->host, host.len };
+        int64_t prev_ts = 0;
+        uint64_t prev_off = 0;
+        size_t i = 0;
+        for (r.p = p; r.p < r.end;) {
+            uint32_t field;
+            int wire;
+            const uint8_t *b;
+            size_t len;
+            rd_tag(&r, &field, &wire);
+            if (field != 5) {
+                rd_skip(&r, wire);
+                continue;
+            }
+            rd_bytes(&r, &b, &len);
+            memset(&evs[i], 0, sizeof evs[i]);
+            memset(&x, 0, sizeof x);
+            if (!read_event(b, len, &evs[i], &x))
+                goto malformed;
+            if (!finish_event(&evs[i], &x, i, devs, ndevs, nfiles, files, hs, &prev_ts,
+                              &prev_off, why, cap))
+                goto refused;
+            i++;
+        }
+    }
+    out->events = evs;
+    out->count = nev;
+    return SW_OK;
+malformed:
+    snprintf(why, cap, "malformed protobuf message");
+refused:
+    e = SW_EPROTO;
+fail:
+    if (e == SW_ETOOBIG)
+        snprintf(why, cap, "message expands beyond %zu bytes", max_mem);
+    else if (e == SW_ENOMEM)
+        snprintf(why, cap, "out of memory");
+    sw_wire_decoded_fini(out);
+    return e;
+}
+
+sw_err
 sw_wire_decode_batch(const void *p, size_t n, size_t max_mem, struct sw_wire_decoded *out,
                      char *why, size_t cap)
 {
-    return decode(p, n, max_mem, 0, NULL, out, why, cap);
+    return decode_batch_fast(p, n, max_mem, NULL, out, why, cap);
 }
 
 sw_err
 sw_wire_decode_batch_reuse(struct sw_arena *a, const void *p, size_t n, size_t max_mem,
                            struct sw_wire_decoded *out, char *why, size_t cap)
 {
-    return decode(p, n, max_mem, 0, a, out, why, cap);
+    return decode_batch_fast(p, n, max_mem, a, out, why, cap);
 }
 
 sw_err
@@ -489,6 +948,10 @@ sw_wire_decoded_event(const struct sw_wire_decoded *d, size_t i, struct sw_event
     const Scepwatch__Event *e;
     const char *const *files = NULL;
 
+    if (d->events) {
+        *ev = d->events[i];
+        return;
+    }
     if (d->is_list) {
         e = ((Scepwatch__ListEventsReply *)d->msg)->events[i];
     } else {

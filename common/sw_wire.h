@@ -46,7 +46,8 @@ struct sw_arena;
 
 /* A decoded Batch or ListEventsReply. */
 struct sw_wire_decoded {
-    void *msg;                  /* the unpacked protobuf message */
+    void *msg;                  /* the unpacked protobuf message (a list, the reference) */
+    struct sw_event *events;    /* a batch: its events, their slices into the input */
     struct sw_arena *arena;     /* where it lives */
     int own_arena;              /* freed by fini (else only reset) */
     int is_list;
@@ -61,9 +62,19 @@ struct sw_wire_decoded {
 /*
  * Unpacks and validates.  Errors: SW_EPROTO (malformed or invalid event;
  * why says which), SW_ETOOBIG (would exceed max_mem), SW_ENOMEM.
+ *
+ * A batch is read in place: its events' slices point into p, which must
+ * outlive d (only the event array is allocated, within max_mem).  A list
+ * is unpacked by protobuf-c into memory of its own.
  */
 sw_err sw_wire_decode_batch(const void *p, size_t n, size_t max_mem,
                             struct sw_wire_decoded *out, char *why, size_t why_cap);
+/*
+ * A batch unpacked by protobuf-c's generated code and checked the same
+ * way: the reference the in-place decoder is tested against.
+ */
+sw_err sw_wire_decode_batch_ref(const void *p, size_t n, size_t max_mem,
+                                struct sw_wire_decoded *out, char *why, size_t why_cap);
 sw_err sw_wire_decode_list(const void *p, size_t n, size_t max_mem,
                            struct sw_wire_decoded *out, char *why, size_t why_cap);
 /*

@@ -26,6 +26,7 @@
 
 struct corpus {
     struct sw_wire_builder *b;
+    struct sw_buf packed;       /* the decoded events point into it */
     struct sw_wire_decoded d;
     struct sw_event *ev;
     size_t n;
@@ -63,7 +64,6 @@ parse_into(struct sw_wire_builder *b, const char *rel, const char *format, const
 static void
 load_samples(struct corpus *c)
 {
-    struct sw_buf packed;
     char why[128];
 
     c->b = sw_wire_builder_new();
@@ -80,11 +80,10 @@ load_samples(struct corpus *c)
     parse_into(c->b, "ndes_iis/u_ex240314.log", "ndes_iis", NULL, 0);
     parse_into(c->b, "ndes_iis/u_ex240820.log", "ndes_iis", NULL, 0);
     parse_into(c->b, "ndes_iis/u_ex170808.log", "ndes_iis", NULL, 0);
-    sw_buf_init(&packed);
-    assert_int_equal(sw_wire_builder_pack_batch(c->b, "t", "h", 1, &packed), SW_OK);
-    assert_int_equal(sw_wire_decode_batch(packed.data, packed.len, 64u << 20, &c->d, why,
+    sw_buf_init(&c->packed);
+    assert_int_equal(sw_wire_builder_pack_batch(c->b, "t", "h", 1, &c->packed), SW_OK);
+    assert_int_equal(sw_wire_decode_batch(c->packed.data, c->packed.len, 64u << 20, &c->d, why,
                                           sizeof why), SW_OK);
-    sw_buf_fini(&packed);
     c->n = c->d.count;
     c->ev = calloc(c->n, sizeof *c->ev);
     for (size_t i = 0; i < c->n; i++)
@@ -96,6 +95,7 @@ free_corpus(struct corpus *c)
 {
     free(c->ev);
     sw_wire_decoded_fini(&c->d);
+    sw_buf_fini(&c->packed);
     sw_wire_builder_free(c->b);
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_wire.c - event batches on the wire: round trip of every field,
- * validation of hostile batches, the decode memory bound, and event
- * identity (what makes a resend harmless).
+ * validation of hostile batches, the decode memory bound, event identity
+ * (what makes a resend harmless), and the in-place batch decoder held to
+ * protobuf-c's on valid, truncated, mutated and hand-made batches.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +10,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "scepwatch.pb-c.h"
 #include "sw_wire.h"
+#include "wire_cmp.h"
 
 static struct sw_event
 full_event(void)
@@ -134,6 +138,10 @@ static void spoil_none(Scepwatch__Event *e) { (void)e; }
 static void spoil_stage(Scepwatch__Event *e) { e->stage = (Scepwatch__Stage)999; }
 static void spoil_no_stage(Scepwatch__Event *e) { e->has_stage = 0; }
 static void spoil_platform(Scepwatch__Event *e) { e->platform = (Scepwatch__Platform)77; }
+/* past 2^31: negative as an int (the reference once let these through) */
+static void spoil_platform_neg(Scepwatch__Event *e) { e->platform = (Scepwatch__Platform)0xffffffffu; }
+static void spoil_stage_neg(Scepwatch__Event *e) { e->stage = (Scepwatch__Stage)0x80000000u; }
+static void spoil_source_neg(Scepwatch__Event *e) { e->source = (Scepwatch__Source)0xfffffffeu; }
 static void spoil_ts(Scepwatch__Event *e) { e->ts_us = -5; }
 static void spoil_file(Scepwatch__Event *e) { e->has_file_idx = 1; e->file_idx = 3; }
 /* the compact batch fields: an index past Batch.devices, a field given both ways, sums
@@ -167,7 +175,9 @@ test_invalid_events_refused(void **state)
     void (*spoilers[])(Scepwatch__Event *) = { spoil_stage, spoil_no_stage, spoil_platform,
                                                spoil_ts, spoil_file, spoil_dev_idx,
                                                spoil_dev_zero, spoil_ts_both, spoil_ts_delta,
-                                               spoil_off_neg, spoil_off_both };
+                                               spoil_off_neg, spoil_off_both,
+                                               spoil_platform_neg, spoil_stage_neg,
+                                               spoil_source_neg };
     struct sw_wire_decoded d;
     struct sw_buf out;
     char why[128];
@@ -181,6 +191,9 @@ test_invalid_events_refused(void **state)
         pack_spoiled(spoilers[i], &out);
         assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why),
                          SW_EPROTO);
+        assert_non_null(strstr(why, "event 0"));
+        assert_int_equal(sw_wire_decode_batch_ref(out.data, out.len, 1 << 20, &d, why,
+                                                  sizeof why), SW_EPROTO);
         assert_non_null(strstr(why, "event 0"));
     }
     assert_int_equal(sw_wire_decode_batch("\xff\xff\xff", 3, 1 << 20, &d, why, sizeof why),
@@ -304,6 +317,214 @@ test_find_bytes(void **state)
     assert_int_equal(sw_wire_find_bytes(buf, 0, 2, &cur, &len), 0);
 }
 
+/* ---- the in-place decoder against the reference ---- */
+
+/*
+ * Decodes p both ways; both refuse, or both accept the same.  Returns
+ * whether they accepted.
+ */
+static int
+both_ways(const void *p, size_t n)
+{
+    struct sw_wire_decoded fast, ref;
+    char why[256], why_ref[256];
+    sw_err ef = sw_wire_decode_batch(p, n, 64u << 20, &fast, why, sizeof why);
+    sw_err er = sw_wire_decode_batch_ref(p, n, 64u << 20, &ref, why_ref, sizeof why_ref);
+
+    if ((ef == SW_OK) != (er == SW_OK)) {
+        char hex[3 * 64 + 1] = "";
+        for (size_t i = 0; i < n && i < 64; i++)
+            snprintf(hex + 3 * i, 4, "%02x ", ((const unsigned char *)p)[i]);
+        fail_msg("fast %s (%s), reference %s (%s), on %zu bytes: %s", sw_strerror(ef),
+                 ef ? why : "", sw_strerror(er), er ? why_ref : "", n, hex);
+    }
+    if (ef == SW_OK) {
+        const char *diff = wire_cmp_decoded(&fast, &ref);
+        if (diff)
+            fail_msg("decoders differ in %s", diff);
+        sw_wire_decoded_fini(&fast);
+        sw_wire_decoded_fini(&ref);
+    } else {
+        /* a refusal says why, both ways alike */
+        assert_int_equal(ef, er);
+        assert_true(why[0] != '\0');
+    }
+    return ef == SW_OK;
+}
+
+/* A batch of varied events: several devices and files, CA rows without a
+ * device, fields absent and present, times and offsets up and down. */
+static void
+varied_batch(struct sw_buf *out, int nev)
+{
+    struct sw_wire_builder *b = sw_wire_builder_new();
+    static const char *devs[] = { "DESKTOP-1", "android-2", "ipad-3", "" };
+    static const char *files[] = { "/l/a.log", "/l/b.log", NULL };
+
+    for (int i = 0; i < nev; i++) {
+        struct sw_event ev = full_event();
+        ev.stage = (enum sw_stage)(1 + i % (SW_STAGE_COUNT - 1));
+        ev.ts_us += (i % 3 == 2 ? -1 : 1) * (int64_t)i * 1000003;
+        ev.offset = (uint64_t)(i % 4 == 3 ? 5 : 1000 + 97 * i);
+        ev.has_offset = i % 5 != 4;
+        ev.device = devs[i % 4][0] ? sw_slice_cstr(devs[i % 4]) : SW_SLICE_NONE;
+        ev.file = files[i % 3] ? sw_slice_cstr(files[i % 3]) : SW_SLICE_NONE;
+        if (i % 2)
+            ev.subject = ev.template = ev.requester = SW_SLICE_NONE;
+        if (i % 3 == 1)
+            ev.cert = SW_CERT_NONE;
+        ev.line_hash = (uint32_t)i * 2654435761u;
+        assert_int_equal(sw_wire_builder_add(b, &ev), SW_OK);
+    }
+    assert_int_equal(sw_wire_builder_pack_batch(b, "agent-7", "host-7", 4242, out), SW_OK);
+    sw_wire_builder_free(b);
+}
+
+static void
+test_fast_matches_reference(void **state)
+{
+    struct sw_buf out;
+    struct sw_wire_decoded d;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&out);
+    varied_batch(&out, 40);
+    assert_true(both_ways(out.data, out.len));
+    assert_int_equal(sw_wire_decode_batch(out.data, out.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    assert_int_equal(d.count, 40);
+    assert_int_equal(d.batch_id, 4242);
+    assert_string_equal(d.agent_id, "agent-7");
+    assert_string_equal(d.events[3].host.ptr, "host-7");
+    assert_null(d.events[3].device.ptr);         /* absent stays absent */
+    assert_true(slice_eq(d.events[1].device, sw_slice_cstr("android-2")));
+    sw_wire_decoded_fini(&d);
+    /* every truncation of it */
+    size_t accepted = 0;
+    for (size_t n = 0; n <= out.len; n++)
+        accepted += (size_t)both_ways(out.data, n);
+    assert_true(accepted >= 2);                 /* the empty batch and the whole one */
+    /* mutations: bytes changed, dropped and doubled (a fixed seed) */
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    accepted = 0;
+    unsigned char *m = malloc(out.len + 1);
+    assert_non_null(m);
+    for (int round = 0; round < 20000; round++) {
+        size_t n = out.len;
+        memcpy(m, out.data, n);
+        for (int k = 0; k < 1 + round % 3; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = (size_t)(x >> 8) % n;
+            switch (x % 3) {
+            case 0: m[at] = (unsigned char)(x >> 40); break;
+            case 1: memmove(m + at, m + at + 1, n - at - 1); n--; break;
+            default: memmove(m + at + 1, m + at, n - at); n++; break;
+            }
+            if (n < 2 || n > out.len)
+                break;
+        }
+        accepted += (size_t)both_ways(m, n);
+    }
+    free(m);
+    /* a tenth of them are accepted (a change inside a string), and compared */
+    assert_true(accepted > 1000);
+    sw_buf_fini(&out);
+}
+
+/* Appends a varint. */
+static void
+put_varint(struct sw_buf *b, uint64_t v)
+{
+    unsigned char c[10];
+    size_t n = 0;
+    do {
+        c[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    sw_buf_append(b, c, n);
+}
+
+static void
+put_raw(struct sw_buf *b, const char *p, size_t n)
+{
+    sw_buf_append(b, p, n);
+}
+
+/* A batch of one event whose bytes are a valid minimal event plus extra. */
+static void
+one_event(struct sw_buf *out, const char *extra, size_t n, const char *after, size_t an)
+{
+    static const char base[] = "\x08\x01\x10\x01\x28\x01\x20\x04"; /* source platform stage ts */
+    sw_buf_reset(out);
+    put_raw(out, "\x2a", 1);
+    put_varint(out, sizeof base - 1 + n);
+    put_raw(out, base, sizeof base - 1);
+    put_raw(out, extra, n);
+    put_raw(out, after, an);
+}
+
+#define ONE(out, extra, after) one_event(out, extra, sizeof extra - 1, after, sizeof after - 1)
+
+static void
+test_fast_wire_edges(void **state)
+{
+    struct sw_buf b;
+    struct sw_wire_decoded d;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&b);
+    /* unknown fields of each wire type are skipped (field 0 too, in a tag of two bytes) */
+    ONE(&b, "\xf0\x01\x05" "\xf9\x01" "12345678" "\xea\x01\x02" "ab" "\xe5\x01" "1234"
+        "\x80\x00\x07", "\xf0\x01\x05");
+    assert_true(both_ways(b.data, b.len));
+    /* field 0, groups, wire types 6 and 7, a known field of another wire type: malformed */
+    static const struct { const char *b; size_t n; } bad[] = {
+#define B(s) { s, sizeof s - 1 }
+        B("\x00\x07"), B("\x02\x01" "a"), B("\xf3\x01"), B("\xf6\x01\x01"), B("\xf7\x01\x01"),
+        B("\x2d" "1234"), B("\x18\x01"), B("\x22\x01" "a"), B("\x92\x01\x01" "a"),
+#undef B
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        one_event(&b, bad[i].b, bad[i].n, "", 0);
+        assert_false(both_ways(b.data, b.len));
+        assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                         SW_EPROTO);
+        assert_string_equal(why, "malformed protobuf message");
+    }
+    /* a string ends at its first NUL; the last of a scalar given twice counts */
+    ONE(&b, "\x1a\x05" "ab\0cd" "\x28\x02", "");
+    assert_true(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    assert_true(slice_eq(d.events[0].device, sw_slice_cstr("ab")));
+    assert_int_equal(d.events[0].stage, 2);
+    sw_wire_decoded_fini(&d);
+    /* the device list after the event that refers to it */
+    ONE(&b, "\xa8\x01\x01", "\x32\x03" "dev");
+    assert_true(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    assert_true(slice_eq(d.events[0].device, sw_slice_cstr("dev")));
+    sw_wire_decoded_fini(&d);
+    /* a varint of 11 bytes, a length of 6 */
+    ONE(&b, "\x20\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "");
+    assert_false(both_ways(b.data, b.len));
+    ONE(&b, "\x1a\x81\x80\x80\x80\x80\x00", "");
+    assert_false(both_ways(b.data, b.len));
+    /* a length past the end, and past 4 GiB */
+    ONE(&b, "\x1a\x09" "ab", "");
+    assert_false(both_ways(b.data, b.len));
+    sw_buf_reset(&b);
+    put_raw(&b, "\x0a\xff\xff\xff\xff\x0f" "ab", 8);
+    assert_false(both_ways(b.data, b.len));
+    /* an event refused for what it says, not its form: the message names it */
+    ONE(&b, "\x28\x00", "");
+    assert_false(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    assert_string_equal(why, "event 0: missing or unknown stage");
+    sw_buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -313,6 +534,8 @@ main(void)
         cmocka_unit_test(test_decode_memory_bound),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_find_bytes),
+        cmocka_unit_test(test_fast_matches_reference),
+        cmocka_unit_test(test_fast_wire_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

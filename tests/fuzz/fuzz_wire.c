@@ -2,23 +2,43 @@
  * fuzz_wire.c - libFuzzer target for everything a network peer controls:
  * the RPC envelope (bounded zstd included) and the batch / event-list
  * decoders with their validation.  The input is tried both as an envelope
- * and as a bare batch.
+ * and as a bare batch, and every batch is decoded both in place and by
+ * protobuf-c's generated code (the reference): the two must agree.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <zstd.h>
 
 #include "sw_arena.h"
 #include "sw_rpc.h"
 #include "sw_wire.h"
+#include "wire_cmp.h"
 
 static void
 try_batch(const void *p, size_t n)
 {
-    struct sw_wire_decoded d;
+    struct sw_wire_decoded d, ref;
     char why[256];
 
-    if (sw_wire_decode_batch(p, n, 8u << 20, &d, why, sizeof why) == SW_OK) {
+    /* the in-place decoder and protobuf-c's: the same verdict and the same events
+     * (their memory bounds count differently: a refusal for size is no verdict) */
+    char why_ref[256];
+    sw_err e = sw_wire_decode_batch(p, n, 8u << 20, &d, why, sizeof why);
+    sw_err er = sw_wire_decode_batch_ref(p, n, 8u << 20, &ref, why_ref, sizeof why_ref);
+    if (e != SW_ETOOBIG && er != SW_ETOOBIG && (e == SW_OK) != (er == SW_OK)) {
+        fprintf(stderr, "in place: %s (%s); reference: %s (%s)\n", sw_strerror(e),
+                e ? why : "", sw_strerror(er), er ? why_ref : "");
+        abort();
+    }
+    const char *diff = e == SW_OK && er == SW_OK ? wire_cmp_decoded(&d, &ref) : NULL;
+    if (diff) {
+        fprintf(stderr, "the decoders differ in %s\n", diff);
+        abort();
+    }
+    if (er == SW_OK)
+        sw_wire_decoded_fini(&ref);
+    if (e == SW_OK) {
         for (size_t i = 0; i < d.count; i++) {
             struct sw_event ev;
             unsigned char id[SW_EVENT_IDENT_LEN];
