@@ -58,7 +58,7 @@ static const char usage_text[] =
     "options (send):\n"
     "  -a, --aggregator URL    aggregator address (default $SCEPWATCH_AGGREGATOR\n"
     "                          or tcp://127.0.0.1:7400)\n"
-    "      --batch-events N    events per batch (default 20000)\n"
+    "      --batch-events N    events per batch (default 10000)\n"
     "      --timeout-ms N      per call (default 30000)\n"
     "      --retries N         retries with backoff before giving up (default 6)\n"
     "\n"

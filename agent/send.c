@@ -84,8 +84,11 @@ agent_send_open(struct agent_sender **out, const struct agent_send_opts *opts,
     if (!s)
         return SW_ENOMEM;
     s->opts = *opts;
-    if (!s->opts.batch_events)
-        s->opts.batch_events = 20000;   /* fewer commits: 13% faster uploads than 5000 */
+    if (!s->opts.batch_events) {
+        /* the 100k-enrollment upload: 1.55-1.59 s at 10000, 1.59-1.68 s at 20000
+         * (the aggregator starts on the first batch sooner), 1.54-1.62 s at 5000 */
+        s->opts.batch_events = 10000;
+    }
     if (!s->opts.batch_bytes)
         s->opts.batch_bytes = 4u << 20;
     if (!s->opts.timeout_ms)

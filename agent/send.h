@@ -25,7 +25,7 @@ struct agent_send_opts {
     const char *url;            /* aggregator address */
     const char *agent_id;       /* identity; default host name */
     const char *host;           /* collection host; default host name */
-    size_t batch_events;        /* flush after this many events (default 20000) */
+    size_t batch_events;        /* flush after this many events (default 10000) */
     size_t batch_bytes;         /* ... or this many raw bytes (default 4 MiB) */
     int timeout_ms;             /* per call (default 30000) */
     int retries;                /* attempts after the first (default 6) */

@@ -102,6 +102,7 @@ struct sqlite_store {
     int64_t defer_max_us;       /* CORR_DEFER_MAX_US, or the test's */
     int ckpt_wanted;            /* the events WAL has grown past CKPT_SOFT */
     uint64_t steps, step_us;    /* for the log */
+    uint64_t batches, write_us; /* ingest transactions, and the writer's time in them */
 };
 
 struct sqlite_reader {
@@ -318,6 +319,9 @@ sqlite_close(struct agg_store *base)
                     (double)st->step_us / 1e6);
         /* what is still dirty stays marked in the database for the next start */
     }
+    if (st->batches)
+        sw_info("ingest: %llu batches, the writer busy %.2f s in all",
+                (unsigned long long)st->batches, (double)st->write_us / 1e6);
     sqlite3_finalize(st->insert);
     agg_corr_close(st->corr);
     sqlite3_close(st->cdb);
@@ -639,6 +643,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     for (size_t i = 0; i < n; i++)
         sw_event_identity(&evs[i], ids[i]);
     pthread_mutex_lock(&st->lock);
+    int64_t t_lock = sw_mono_us();
     agg_corr_batch_begin(st->corr, ++st->batch_gen);
     if (exec(st->db, "BEGIN IMMEDIATE", why, sizeof why) != SW_OK) {
         sw_error("store: %s", why);
@@ -718,6 +723,8 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         pthread_cond_signal(&st->cv);
     }
     pthread_mutex_unlock(&st->cmu);
+    st->batches++;
+    st->write_us += (uint64_t)(sw_mono_us() - t_lock);
     pthread_mutex_unlock(&st->lock);
     free(ids);
     return e;
