@@ -360,6 +360,7 @@ handle_list_enrollments(struct worker *w, const unsigned char *req, size_t n, ch
     f.platform = rq->has_platform ? (enum sw_platform)rq->platform : SW_PLATFORM_UNKNOWN;
     f.device = rq->device;
     f.cert_key = rq->cert_key && *rq->cert_key ? rq->cert_key : NULL;
+    f.brief = rq->has_brief && rq->brief;
     if (rq->has_page_size && rq->page_size)
         limit = rq->page_size > MAX_PAGE ? MAX_PAGE : rq->page_size;
     if (rq->has_cursor && rq->cursor.len) {

@@ -54,6 +54,7 @@ struct agg_enr_filter {
     enum sw_platform platform;  /* UNKNOWN = any */
     const char *device;         /* NULL = any; "" = rows without a device */
     const char *cert_key;       /* serial, thumbprint, txn or request id */
+    int brief;                  /* only the columns a table shows (the others absent) */
 };
 
 /* One report row; strings valid during the callback only, NULL = absent. */

@@ -113,7 +113,7 @@ struct sqlite_reader {
     sqlite3_stmt *list[32];     /* by filter shape */
     sqlite3_stmt *tail[32];     /* the fleet's events past the time index, by shape */
     sqlite3_stmt *count;
-    sqlite3_stmt *enr[64];      /* by filter shape */
+    sqlite3_stmt *enr[128];     /* by filter shape */
     sqlite3_stmt *funnel;
     sqlite3_stmt *funnel_stuck;
 };
@@ -977,6 +977,12 @@ sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
     " e.installed_us, e.request_id, e.rep_serial, e.rep_thumbprint, e.rep_txn,"         \
     " e.rep_detail, e.rep_subject, e.rep_template, e.link"
 
+/* The same columns with only what a table shows: the rest read as absent. */
+#define ENR_COLS_BRIEF                                                                  \
+    "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us, e.rep_stage,"     \
+    " NULL, NULL, NULL, NULL, NULL, e.request_id, NULL, NULL, NULL,"                    \
+    " e.rep_detail, NULL, NULL, e.link"
+
 /* ?1 as_of; ?2..?9 the thresholds of statuses 2..9 (status n uses ?n). */
 #define STUCK_EXPR                                                                      \
     "(e.status NOT IN (0, 1, 2) AND e.since_us IS NOT NULL AND e.since_us <= ?1 - CASE e.status" \
@@ -1007,15 +1013,17 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
     /* the first page waits for correlation; later pages read on */
     r->backlog = !cursor || !*cursor ? corr_catch_up(r->st, r->db) : 0;
     int shape = (f->stuck_only ? 1 : 0) | (f->status_mask ? 2 : 0) | (f->platform ? 4 : 0) |
-                (f->device ? 8 : 0) | (f->cert_key ? 16 : 0) | (f->device && !*f->device ? 32 : 0);
+                (f->device ? 8 : 0) | (f->cert_key ? 16 : 0) | (f->device && !*f->device ? 32 : 0) |
+                (f->brief ? 64 : 0);
     char sql[2048];
     sqlite3_stmt *s;
     size_t rows = 0;
     int rc;
 
     snprintf(sql, sizeof sql,
-             "SELECT " ENR_COLS ", %s FROM enrollments e%s"
+             "SELECT %s, %s FROM enrollments e%s"
              " WHERE e.rowkey > ?10%s%s%s%s%s ORDER BY e.rowkey LIMIT ?11",
+             (shape & 64) ? ENR_COLS_BRIEF : ENR_COLS,
              /* the stuck flag: known already when only stuck rows are asked for */
              (shape & 1) ? "1" : STUCK_EXPR,
              /* only a search by certificate key looks at the issuance itself */

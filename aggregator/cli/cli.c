@@ -627,6 +627,9 @@ cmd_stuck(struct cli *c, int argc, char **argv)
         return rc;
     rq.has_stuck_only = 1;
     rq.stuck_only = 1;
+    /* a table shows a few of the columns: the aggregator sends only those */
+    rq.has_brief = 1;
+    rq.brief = strcmp(o.format, "table") == 0;
     set_filters(&rq, &p);
     if (strcmp(o.format, "csv") == 0)
         printf("%s\r\n", csv_header);
@@ -978,6 +981,7 @@ cmd_device(struct cli *c, int argc, char **argv)
     if ((rc = connect_agg(c)) != 0)
         return rc;
     rq.device = argv[1];
+    rq.has_brief = rq.brief = 1;
     printf("device %s\n\n", argv[1]);
     if ((rc = each_enrollment(c, &rq, PAGE_ROWS, print_enrollment_brief, NULL, &n)) != 0)
         return rc;
