@@ -971,17 +971,22 @@ sqlite_count_events(struct agg_store_reader *base, uint64_t *n)
  * later of the two as the last stage.
  */
 /* The report columns the status refresh keeps on the row (store_correlate.c). */
-#define ENR_COLS                                                                        \
-    "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us, e.rep_stage,"     \
-    " e.rep_last_us, e.first_us, COALESCE(e.request_us, e.first_us), e.rep_issued_us,"  \
-    " e.installed_us, e.request_id, e.rep_serial, e.rep_thumbprint, e.rep_txn,"         \
-    " e.rep_detail, e.rep_subject, e.rep_template, e.link"
-
-/* The same columns with only what a table shows: the rest read as absent. */
+/*
+ * A row's columns: first what a table shows (all a brief row has), then
+ * the rest.  Fewer columns, not NULLs in their place: each one read costs
+ * SQLite's column calls, a third of a brief page's time when they were
+ * NULLs (measured in a C loop over the 48,681 stuck rows of 1M: 44 ms
+ * with 21 columns, 30 ms with 11).
+ */
 #define ENR_COLS_BRIEF                                                                  \
     "e.rowkey, e.device, e.platform, e.profile, e.status, e.since_us, e.rep_stage,"     \
-    " NULL, NULL, NULL, NULL, NULL, e.request_id, NULL, NULL, NULL,"                    \
-    " e.rep_detail, NULL, NULL, e.link"
+    " e.request_id, e.rep_detail, e.link"
+#define ENR_NCOLS_BRIEF 10
+#define ENR_COLS                                                                        \
+    ENR_COLS_BRIEF ", e.rep_last_us, e.first_us, COALESCE(e.request_us, e.first_us),"   \
+    " e.rep_issued_us, e.installed_us, e.rep_serial, e.rep_thumbprint, e.rep_txn,"      \
+    " e.rep_subject, e.rep_template"
+#define ENR_NCOLS 20
 
 /* ?1 as_of; ?2..?9 the thresholds of statuses 2..9 (status n uses ?n). */
 #define STUCK_EXPR                                                                      \
@@ -1066,20 +1071,22 @@ sqlite_list_enrollments(struct agg_store_reader *base, const struct agg_enr_filt
         row.status = (enum agg_status)sqlite3_column_int(s, 4);
         row.since_us = sqlite3_column_int64(s, 5);
         row.last_stage = (enum sw_stage)sqlite3_column_int(s, 6);
-        row.last_event_us = sqlite3_column_int64(s, 7);
-        row.first_us = sqlite3_column_int64(s, 8);
-        row.requested_us = sqlite3_column_int64(s, 9);
-        row.issued_us = sqlite3_column_int64(s, 10);
-        row.installed_us = sqlite3_column_int64(s, 11);
-        row.request_id = col_str(s, 12);
-        row.serial = col_str(s, 13);
-        row.thumbprint = col_str(s, 14);
-        row.txn = col_str(s, 15);
-        row.detail = col_str(s, 16);
-        row.subject = col_str(s, 17);
-        row.template_name = col_str(s, 18);
-        row.link = (enum agg_link)sqlite3_column_int(s, 19);
-        if (sqlite3_column_int(s, 20))
+        row.request_id = col_str(s, 7);
+        row.detail = col_str(s, 8);
+        row.link = (enum agg_link)sqlite3_column_int(s, 9);
+        if (!f->brief) {
+            row.last_event_us = sqlite3_column_int64(s, 10);
+            row.first_us = sqlite3_column_int64(s, 11);
+            row.requested_us = sqlite3_column_int64(s, 12);
+            row.issued_us = sqlite3_column_int64(s, 13);
+            row.installed_us = sqlite3_column_int64(s, 14);
+            row.serial = col_str(s, 15);
+            row.thumbprint = col_str(s, 16);
+            row.txn = col_str(s, 17);
+            row.subject = col_str(s, 18);
+            row.template_name = col_str(s, 19);
+        }
+        if (sqlite3_column_int(s, f->brief ? ENR_NCOLS_BRIEF : ENR_NCOLS))
             row.stuck_since_us = row.since_us;
         fn(arg, &row);
         rows++;
