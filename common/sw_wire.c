@@ -648,14 +648,10 @@ str_too_long(struct sw_slice s, const char *name, char *why, size_t cap)
     return 0;
 }
 
-/*
- * The batch form back to whole events (as resolve_batch), then the checks
- * of check_event, for event i; 0 with why set when it is refused.
- */
+/* The batch form back to a whole event, as resolve_batch; 0 with why set when it cannot be. */
 static int
-finish_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_slice *devs,
-             size_t ndevs, size_t nfiles, const struct sw_slice *files, struct sw_slice host,
-             int64_t *prev_ts, uint64_t *prev_off, char *why, size_t cap)
+resolve_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_slice *devs,
+              size_t ndevs, int64_t *prev_ts, uint64_t *prev_off, char *why, size_t cap)
 {
     if (x->has_dev_idx) {
         if (ev->device.ptr || x->dev_idx == 0 || x->dev_idx > ndevs) {
@@ -688,7 +684,14 @@ finish_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_
     }
     if (ev->has_offset)
         *prev_off = ev->offset;
+    return 1;
+}
 
+/* check_event's checks, then the event's final form; 0 with why set when refused. */
+static int
+finish_event(struct sw_event *ev, const struct ev_extra *x, size_t i, size_t nfiles,
+             const struct sw_slice *files, struct sw_slice host, char *why, size_t cap)
+{
     if (!x->has_stage || x->stage <= 0 || x->stage >= SW_STAGE_COUNT) {
         snprintf(why, cap, "event %zu: missing or unknown stage", i);
         return 0;
@@ -734,11 +737,12 @@ finish_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_
     return 1;
 }
 
-/* Bytes from the arena within its limit; *e says why not. */
+/* Bytes from the arena within its limit (as the arena rounds them); *e says why not. */
 static void *
 take(struct sw_arena *a, size_t n, sw_err *e)
 {
-    if (a->limit && (n > a->limit || a->total > a->limit - n)) {
+    size_t r = n > SIZE_MAX - 15 ? SIZE_MAX : (n + 15) & ~(size_t)15;
+    if (a->limit && (r > a->limit || a->total > a->limit - r)) {
         *e = SW_ETOOBIG;
         return NULL;
     }
@@ -746,6 +750,17 @@ take(struct sw_arena *a, size_t n, sw_err *e)
     if (!p)
         *e = SW_ENOMEM;
     return p;
+}
+
+/* n elements of size sz from the arena; SW_ETOOBIG when n * sz does not fit a size_t. */
+static void *
+take_array(struct sw_arena *a, size_t n, size_t sz, sw_err *e)
+{
+    if (n > SIZE_MAX / sz) {
+        *e = SW_ETOOBIG;
+        return NULL;
+    }
+    return take(a, n * sz, e);
 }
 
 /* A NUL-terminated copy of s in the arena. */
@@ -761,6 +776,19 @@ take_cstr(struct sw_arena *a, struct sw_slice s, sw_err *e)
     return c;
 }
 
+/*
+ * The refusal the reference gives: a malformed message first (protobuf-c
+ * unpacks everything before anything is checked), then the batch's own
+ * strings, then the first event that cannot be resolved (resolve_batch),
+ * then the first that fails check_event.  The events are read in one pass;
+ * the first refusal of each kind is kept until the pass shows the message
+ * well-formed.
+ */
+struct refusal {
+    int resolve, check;         /* one of each kind kept */
+    char why_resolve[160], why_check[160];
+};
+
 static sw_err
 decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reuse,
                   struct sw_wire_decoded *out, char *why, size_t cap)
@@ -769,7 +797,10 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
     struct pb_rd r = { p, (const uint8_t *)p + n };
     struct sw_slice agent = SW_SLICE_NONE, host = SW_SLICE_NONE;
     struct sw_slice *files = NULL, *devs = NULL;
+    struct sw_event *evs = NULL, one;
+    struct refusal ref = { 0, 0, "", "" };
     size_t nev = 0, nfiles = 0, ndevs = 0;
+    int too_big = 0;
     sw_err e = SW_EPROTO;
 
     memset(out, 0, sizeof *out);
@@ -818,16 +849,21 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
         }
     }
     /* the lists, then the events, read where they lie */
-    struct sw_event *evs = NULL;
-    struct ev_extra x;
-    if ((nfiles && !(files = take(a, nfiles * sizeof *files, &e))) ||
-        (ndevs && !(devs = take(a, ndevs * sizeof *devs, &e))) ||
-        (nev && !(evs = take(a, nev * sizeof *evs, &e))))
+    if ((nfiles && !(files = take_array(a, nfiles, sizeof *files, &e))) ||
+        (ndevs && !(devs = take_array(a, ndevs, sizeof *devs, &e))) ||
+        (agent.ptr && !(out->agent_id = take_cstr(a, agent, &e))) ||
+        (host.ptr && !(out->host = take_cstr(a, host, &e))))
         goto fail;
-    if (agent.ptr && !(out->agent_id = take_cstr(a, agent, &e)))
-        goto fail;
-    if (host.ptr && !(out->host = take_cstr(a, host, &e)))
-        goto fail;
+    /*
+     * More events than the bound holds: each is still read and checked
+     * (into one of its own), so that a batch refused for what it says is
+     * refused as such, and only a valid one as too large.
+     */
+    if (nev && !(evs = take_array(a, nev, sizeof *evs, &e))) {
+        if (e != SW_ETOOBIG)
+            goto fail;
+        too_big = 1;
+    }
     {
         size_t fi = 0, di = 0;
         for (r.p = p; r.p < r.end;) {
@@ -835,25 +871,17 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
             int wire;
             struct sw_slice s;
             rd_tag(&r, &field, &wire);
-            if (field < 4 || field > 6) {
+            if (field == 4 || field == 6) {
+                rd_str(&r, &s);
+                if (field == 4)
+                    files[fi++] = s;
+                else
+                    devs[di++] = s;
+            } else {
                 rd_skip(&r, wire);
-                continue;
             }
-            rd_str(&r, &s);
-            if (field == 4)
-                files[fi++] = s;
-            else if (field == 6)
-                devs[di++] = s;
         }
     }
-    if (str_too_long(agent, "agent_id", why, cap) || str_too_long(host, "host", why, cap))
-        goto refused;
-    for (size_t i = 0; i < nfiles; i++)
-        if (str_too_long(files[i], "files", why, cap))
-            goto refused;
-    for (size_t i = 0; i < ndevs; i++)
-        if (str_too_long(devs[i], "devices", why, cap))
-            goto refused;
     {
         struct sw_slice hs = { out->host, host.len };
         int64_t prev_ts = 0;
@@ -864,21 +892,50 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
             int wire;
             const uint8_t *b;
             size_t len;
+            struct ev_extra x;
             rd_tag(&r, &field, &wire);
             if (field != 5) {
                 rd_skip(&r, wire);
                 continue;
             }
             rd_bytes(&r, &b, &len);
-            memset(&evs[i], 0, sizeof evs[i]);
+            struct sw_event *ev = evs ? &evs[i] : &one;
+            memset(ev, 0, sizeof *ev);
             memset(&x, 0, sizeof x);
-            if (!read_event(b, len, &evs[i], &x))
+            if (!read_event(b, len, ev, &x))
                 goto malformed;
-            if (!finish_event(&evs[i], &x, i, devs, ndevs, nfiles, files, hs, &prev_ts,
-                              &prev_off, why, cap))
-                goto refused;
+            /* past the first refusal, only the form of the rest counts */
+            if (!ref.resolve && !ref.check) {
+                if (!resolve_event(ev, &x, i, devs, ndevs, &prev_ts, &prev_off,
+                                   ref.why_resolve, sizeof ref.why_resolve))
+                    ref.resolve = 1;
+                else if (!finish_event(ev, &x, i, nfiles, files, hs, ref.why_check,
+                                       sizeof ref.why_check))
+                    ref.check = 1;
+            } else if (!ref.resolve) {
+                /* a check failed earlier: resolving goes on, a refusal of it comes first */
+                if (!resolve_event(ev, &x, i, devs, ndevs, &prev_ts, &prev_off,
+                                   ref.why_resolve, sizeof ref.why_resolve))
+                    ref.resolve = 1;
+            }
             i++;
         }
+    }
+    if (str_too_long(agent, "agent_id", why, cap) || str_too_long(host, "host", why, cap))
+        goto refused;
+    for (size_t i = 0; i < nfiles; i++)
+        if (str_too_long(files[i], "files", why, cap))
+            goto refused;
+    for (size_t i = 0; i < ndevs; i++)
+        if (str_too_long(devs[i], "devices", why, cap))
+            goto refused;
+    if (ref.resolve || ref.check) {
+        snprintf(why, cap, "%s", ref.resolve ? ref.why_resolve : ref.why_check);
+        goto refused;
+    }
+    if (too_big) {
+        e = SW_ETOOBIG;
+        goto fail;
     }
     out->events = evs;
     out->count = nev;

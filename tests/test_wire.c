@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "scepwatch.pb-c.h"
+#include "sw_arena.h"
 #include "sw_wire.h"
 #include "wire_cmp.h"
 
@@ -320,16 +321,22 @@ test_find_bytes(void **state)
 /* ---- the in-place decoder against the reference ---- */
 
 /*
- * Decodes p both ways; both refuse, or both accept the same.  Returns
+ * Decodes p both ways, and in place a second time into an arena kept from
+ * call to call (as the aggregator's workers do); all refuse with the same
+ * reason, or all accept the same events, whose slices lie in p.  Returns
  * whether they accepted.
  */
+static struct sw_arena kept_arena;
+
 static int
 both_ways(const void *p, size_t n)
 {
-    struct sw_wire_decoded fast, ref;
-    char why[256], why_ref[256];
+    struct sw_wire_decoded fast, ref, again;
+    char why[256], why_ref[256], why_again[256];
     sw_err ef = sw_wire_decode_batch(p, n, 64u << 20, &fast, why, sizeof why);
     sw_err er = sw_wire_decode_batch_ref(p, n, 64u << 20, &ref, why_ref, sizeof why_ref);
+    sw_err ea = sw_wire_decode_batch_reuse(&kept_arena, p, n, 64u << 20, &again, why_again,
+                                           sizeof why_again);
 
     if ((ef == SW_OK) != (er == SW_OK)) {
         char hex[3 * 64 + 1] = "";
@@ -338,16 +345,24 @@ both_ways(const void *p, size_t n)
         fail_msg("fast %s (%s), reference %s (%s), on %zu bytes: %s", sw_strerror(ef),
                  ef ? why : "", sw_strerror(er), er ? why_ref : "", n, hex);
     }
+    assert_int_equal(ea, ef);
     if (ef == SW_OK) {
         const char *diff = wire_cmp_decoded(&fast, &ref);
+        if (!diff)
+            diff = wire_cmp_decoded(&again, &ref);
         if (diff)
             fail_msg("decoders differ in %s", diff);
+        if ((diff = wire_check_bounds(&fast, p, n)) || (diff = wire_check_bounds(&again, p, n)))
+            fail_msg("%s points outside the input", diff);
         sw_wire_decoded_fini(&fast);
         sw_wire_decoded_fini(&ref);
+        sw_wire_decoded_fini(&again);
     } else {
-        /* a refusal says why, both ways alike */
+        /* a refusal says why, the same reason every way */
         assert_int_equal(ef, er);
         assert_true(why[0] != '\0');
+        assert_string_equal(why, why_ref);
+        assert_string_equal(why_again, why_ref);
     }
     return ef == SW_OK;
 }
@@ -522,6 +537,108 @@ test_fast_wire_edges(void **state)
     assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
                      SW_EPROTO);
     assert_string_equal(why, "event 0: missing or unknown stage");
+
+    /* the fields the builder never sends: device, ts_us and offset given whole, an event's
+     * own host and file (the file beside a file index), then a difference from them */
+    sw_buf_reset(&b);
+    put_raw(&b, "\x12\x02" "HB" "\x22\x01" "X", 7);    /* batch host, files[0] */
+    static const char e0[] = "\x08\x01\x10\x01\x28\x01\x20\x10" /* ts_us 8 */
+                             "\x1a\x01" "d" "\x88\x01\x64"         /* device, offset 100 */
+                             "\x9a\x01\x02" "H1" "\xa2\x01\x01" "F" "\x80\x01\x00";
+    static const char e1[] = "\x08\x01\x10\x01\x28\x01\xb0\x01\x02" /* ts_delta 1 */
+                             "\xb8\x01\x06" "\x80\x01\x00";          /* offset_delta 3 */
+    put_raw(&b, "\x2a", 1);
+    put_varint(&b, sizeof e0 - 1);
+    put_raw(&b, e0, sizeof e0 - 1);
+    put_raw(&b, "\x2a", 1);
+    put_varint(&b, sizeof e1 - 1);
+    put_raw(&b, e1, sizeof e1 - 1);
+    assert_true(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why), SW_OK);
+    assert_int_equal(d.events[0].ts_us, 8);
+    assert_int_equal(d.events[1].ts_us, 9);
+    assert_int_equal(d.events[1].offset, 103);
+    assert_true(slice_eq(d.events[0].host, sw_slice_cstr("H1")));
+    assert_true(slice_eq(d.events[1].host, sw_slice_cstr("HB")));
+    assert_true(slice_eq(d.events[0].file, sw_slice_cstr("F")));
+    assert_true(slice_eq(d.events[1].file, sw_slice_cstr("X")));
+    sw_wire_decoded_fini(&d);
+
+    /* a batch field of the wrong wire type (batch_id given as bytes) */
+    assert_false(both_ways("\x1a\x01" "a", 3));
+    /* NULs in the batch's own strings and lists */
+    ONE(&b, "\xa8\x01\x01", "\x0a\x03" "a\0b" "\x12\x02" "\0h" "\x22\x02" "f\0" "\x32\x03" "d\0e");
+    assert_true(both_ways(b.data, b.len));
+
+    /* the longest string accepted, one byte more, and a longer one cut short by a NUL */
+    for (size_t len = SW_WIRE_MAX_FIELD; len <= SW_WIRE_MAX_FIELD + 1; len++) {
+        char *big = malloc(len);
+        assert_non_null(big);
+        memset(big, 'a', len);
+        for (int nul = 0; nul < 2; nul++) {
+            if (nul)
+                big[10] = '\0';
+            sw_buf_reset(&b);
+            put_raw(&b, "\x2a", 1);
+            put_varint(&b, 8 + 1 + 3 + len);
+            put_raw(&b, "\x08\x01\x10\x01\x28\x01\x20\x04" "\x7a", 9); /* detail, field 15 */
+            put_varint(&b, len);
+            put_raw(&b, big, len);
+            int ok = both_ways(b.data, b.len);
+            assert_int_equal(ok, nul || len == SW_WIRE_MAX_FIELD);
+        }
+        free(big);
+    }
+
+    /* the reasons come in the reference's order: a malformed event before any refusal,
+     * a device index that cannot resolve before an event that fails its checks */
+    static const char bad_stage[] = "\x2a\x08\x08\x01\x10\x01\x28\x00\x20\x04";
+    static const char bad_dev[] = "\x2a\x0b\x08\x01\x10\x01\x28\x01\x20\x04\xa8\x01\x05";
+    sw_buf_reset(&b);
+    put_raw(&b, bad_stage, sizeof bad_stage - 1);
+    put_raw(&b, bad_dev, sizeof bad_dev - 1);
+    assert_false(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    assert_string_equal(why, "event 1: bad device index");
+    put_raw(&b, "\x2a\x01\x00", 3);
+    assert_false(both_ways(b.data, b.len));
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    assert_string_equal(why, "malformed protobuf message");
+    sw_buf_fini(&b);
+    sw_arena_release(&kept_arena);
+}
+
+static void
+test_fast_oversized_batches(void **state)
+{
+    struct sw_buf b;
+    struct sw_wire_decoded d;
+    char why[128];
+
+    (void)state;
+    sw_buf_init(&b);
+    /* more events than the bound holds: valid ones are too large, a bad one is refused */
+    for (int i = 0; i < 20000; i++)
+        put_raw(&b, "\x2a\x08\x08\x01\x10\x01\x28\x01\x20\x04", 10);
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_ETOOBIG);
+    assert_string_equal(why, "message expands beyond 1048576 bytes");
+    put_raw(&b, "\x2a\x02\x28\x00", 4);
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    assert_string_equal(why, "event 20000: missing or unknown stage");
+    put_raw(&b, "\x2a\x01\x00", 3);
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 1 << 20, &d, why, sizeof why),
+                     SW_EPROTO);
+    assert_string_equal(why, "malformed protobuf message");
+    /* a bound that is not a multiple of 16 still says too large, not out of memory */
+    sw_buf_reset(&b);
+    put_raw(&b, "\x0a\x60", 2);
+    for (int i = 0; i < 0x60; i++)
+        put_raw(&b, "a", 1);
+    assert_int_equal(sw_wire_decode_batch(b.data, b.len, 100, &d, why, sizeof why), SW_ETOOBIG);
     sw_buf_fini(&b);
 }
 
@@ -536,6 +653,7 @@ main(void)
         cmocka_unit_test(test_find_bytes),
         cmocka_unit_test(test_fast_matches_reference),
         cmocka_unit_test(test_fast_wire_edges),
+        cmocka_unit_test(test_fast_oversized_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,4 +55,26 @@ wire_cmp_decoded(const struct sw_wire_decoded *a, const struct sw_wire_decoded *
     return NULL;
 }
 
+/*
+ * 0 when every slice of an in-place decoded batch points into its input
+ * [p, p + n) (an event's host may be the batch's own, d->host); else the
+ * first that does not.
+ */
+static inline const char *
+wire_check_bounds(const struct sw_wire_decoded *d, const void *p, size_t n)
+{
+    const char *lo = p, *hi = lo + n;
+    for (size_t i = 0; i < d->count; i++) {
+        const struct sw_event *e = &d->events[i];
+#define X(f) if (e->f.ptr && (e->f.ptr < lo || e->f.ptr + e->f.len > hi)) return #f;
+        SW_EVENT_STR_FIELDS(X)
+        X(file)
+#undef X
+        if (e->host.ptr != d->host &&
+            (!e->host.ptr || e->host.ptr < lo || e->host.ptr + e->host.len > hi))
+            return "event host";
+    }
+    return NULL;
+}
+
 #endif
