@@ -461,7 +461,13 @@ sw_wire_decode_batch_ref(const void *p, size_t n, size_t max_mem, struct sw_wire
  *   - a known field with another wire type than its own is malformed;
  *     unknown fields are skipped;
  *   - a scalar or string given twice: the last one counts;
- *   - a string ends at its first NUL byte (as a C string copy of it does).
+ *   - a string ends at its first NUL byte (as a C string copy of it does);
+ *   - a refusal gives the reference's reason, chosen in its order (see
+ *     struct refusal).
+ * The memory bound counts what this decoder allocates (the event array,
+ * the lists, the batch's strings), not protobuf-c's structures, so the two
+ * differ on which batches are too large; a batch past the bound is still
+ * read and checked, and refused for size only when it is valid.
  */
 
 struct pb_rd {
