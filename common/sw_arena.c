@@ -3,6 +3,7 @@
  */
 #include "sw_arena.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 struct sw_arena_block {
@@ -27,11 +28,26 @@ take_spare(struct sw_arena *a, size_t n)
     return NULL;
 }
 
+/* n as handed out: 16-byte multiples, at least 16 (SIZE_MAX when that overflows) */
+static size_t
+rounded(size_t n)
+{
+    return n > SIZE_MAX - 15 ? SIZE_MAX : n ? (n + 15) & ~(size_t)15 : 16;
+}
+
+int
+sw_arena_fits(const struct sw_arena *a, size_t n)
+{
+    return !a->limit || (a->total <= a->limit && rounded(n) <= a->limit - a->total);
+}
+
 void *
 sw_arena_get(struct sw_arena *a, size_t n)
 {
-    n = n ? (n + 15) & ~(size_t)15 : 16;
-    if (a->limit && n > a->limit - a->total)
+    if (!sw_arena_fits(a, n))
+        return NULL;
+    n = rounded(n);
+    if (n == SIZE_MAX)
         return NULL;
     struct sw_arena_block *b = a->head;
     if (!b || b->cap - b->used < n) {

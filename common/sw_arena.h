@@ -34,6 +34,8 @@ struct sw_arena {
 
 /* 16-byte aligned; NULL past the limit or out of memory. */
 void *sw_arena_get(struct sw_arena *a, size_t n);
+/* Whether n more bytes stay within the limit (tells the limit from no memory). */
+int sw_arena_fits(const struct sw_arena *a, size_t n);
 /* Everything handed out is dropped; the blocks stay for reuse. */
 void sw_arena_reset(struct sw_arena *a);
 /* Everything handed out is dropped and the memory freed. */

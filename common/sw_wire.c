@@ -267,13 +267,19 @@ sw_wire_builder_pack_list(struct sw_wire_builder *b, const void *cursor, size_t 
 /* ---- decoding ---- */
 
 static int
-check_str(const char *s, const char *name, char *why, size_t cap)
+str_too_long(struct sw_slice s, const char *name, char *why, size_t cap)
 {
-    if (s && strlen(s) > SW_WIRE_MAX_FIELD) {
+    if (s.len > SW_WIRE_MAX_FIELD) {
         snprintf(why, cap, "field %s longer than %d bytes", name, SW_WIRE_MAX_FIELD);
-        return -1;
+        return 1;
     }
     return 0;
+}
+
+static int
+check_str(const char *s, const char *name, char *why, size_t cap)
+{
+    return str_too_long(sw_slice_cstr(s), name, why, cap) ? -1 : 0;
 }
 
 static int
@@ -364,21 +370,35 @@ resolve_batch(Scepwatch__Batch *bt, char *why, size_t cap)
     return 0;
 }
 
-static sw_err
-decode(const void *p, size_t n, size_t max_mem, int list, struct sw_arena *reuse,
-       struct sw_wire_decoded *out, char *why, size_t cap)
+/*
+ * out emptied and given its arena: the caller's, reset, or one of its own;
+ * bounded by max_mem.  NULL when out of memory.
+ */
+static struct sw_arena *
+decoded_begin(struct sw_wire_decoded *out, struct sw_arena *reuse, size_t max_mem)
 {
     struct sw_arena *a = reuse ? reuse : calloc(1, sizeof *a);
-    Scepwatch__Event **events;
-    size_t nev, nfiles = 0;
 
     memset(out, 0, sizeof *out);
     if (!a)
-        return SW_ENOMEM;
+        return NULL;
     sw_arena_reset(a);
     a->limit = max_mem;
     out->arena = a;
     out->own_arena = !reuse;
+    return a;
+}
+
+static sw_err
+decode(const void *p, size_t n, size_t max_mem, int list, struct sw_arena *reuse,
+       struct sw_wire_decoded *out, char *why, size_t cap)
+{
+    struct sw_arena *a = decoded_begin(out, reuse, max_mem);
+    Scepwatch__Event **events;
+    size_t nev, nfiles = 0;
+
+    if (!a)
+        return SW_ENOMEM;
     out->is_list = list;
     ProtobufCAllocator alloc = sw_arena_allocator(a);
     if (list) {
@@ -644,16 +664,6 @@ read_event(const uint8_t *b, size_t len, struct sw_event *ev, struct ev_extra *x
     return 1;
 }
 
-static int
-str_too_long(struct sw_slice s, const char *name, char *why, size_t cap)
-{
-    if (s.len > SW_WIRE_MAX_FIELD) {
-        snprintf(why, cap, "field %s longer than %d bytes", name, SW_WIRE_MAX_FIELD);
-        return 1;
-    }
-    return 0;
-}
-
 /* The batch form back to a whole event, as resolve_batch; 0 with why set when it cannot be. */
 static int
 resolve_event(struct sw_event *ev, struct ev_extra *x, size_t i, const struct sw_slice *devs,
@@ -743,12 +753,11 @@ finish_event(struct sw_event *ev, const struct ev_extra *x, size_t i, size_t nfi
     return 1;
 }
 
-/* Bytes from the arena within its limit (as the arena rounds them); *e says why not. */
+/* Bytes from the arena within its limit; *e says why not. */
 static void *
 take(struct sw_arena *a, size_t n, sw_err *e)
 {
-    size_t r = n > SIZE_MAX - 15 ? SIZE_MAX : (n + 15) & ~(size_t)15;
-    if (a->limit && (r > a->limit || a->total > a->limit - r)) {
+    if (!sw_arena_fits(a, n)) {
         *e = SW_ETOOBIG;
         return NULL;
     }
@@ -799,7 +808,7 @@ static sw_err
 decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reuse,
                   struct sw_wire_decoded *out, char *why, size_t cap)
 {
-    struct sw_arena *a = reuse ? reuse : calloc(1, sizeof *a);
+    struct sw_arena *a = decoded_begin(out, reuse, max_mem);
     struct pb_rd r = { p, (const uint8_t *)p + n };
     struct sw_slice agent = SW_SLICE_NONE, host = SW_SLICE_NONE;
     struct sw_slice *files = NULL, *devs = NULL;
@@ -809,13 +818,8 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
     int too_big = 0;
     sw_err e = SW_EPROTO;
 
-    memset(out, 0, sizeof *out);
     if (!a)
         return SW_ENOMEM;
-    sw_arena_reset(a);
-    a->limit = max_mem;
-    out->arena = a;
-    out->own_arena = !reuse;
     out->host = out->agent_id = "";
 
     /* first pass: the batch's own fields, and how many of each list */
@@ -910,19 +914,15 @@ decode_batch_fast(const void *p, size_t n, size_t max_mem, struct sw_arena *reus
             memset(&x, 0, sizeof x);
             if (!read_event(b, len, ev, &x))
                 goto malformed;
-            /* past the first refusal, only the form of the rest counts */
-            if (!ref.resolve && !ref.check) {
+            /* resolving goes on past a failed check (its refusal comes first);
+             * past a failed resolution, only the form of the rest counts */
+            if (!ref.resolve) {
                 if (!resolve_event(ev, &x, i, devs, ndevs, &prev_ts, &prev_off,
                                    ref.why_resolve, sizeof ref.why_resolve))
                     ref.resolve = 1;
-                else if (!finish_event(ev, &x, i, nfiles, files, hs, ref.why_check,
-                                       sizeof ref.why_check))
+                else if (!ref.check && !finish_event(ev, &x, i, nfiles, files, hs,
+                                                     ref.why_check, sizeof ref.why_check))
                     ref.check = 1;
-            } else if (!ref.resolve) {
-                /* a check failed earlier: resolving goes on, a refusal of it comes first */
-                if (!resolve_event(ev, &x, i, devs, ndevs, &prev_ts, &prev_off,
-                                   ref.why_resolve, sizeof ref.why_resolve))
-                    ref.resolve = 1;
             }
             i++;
         }
