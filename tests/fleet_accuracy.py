@@ -7,7 +7,7 @@ usage: fleet_accuracy.py BIN_DIR FLEET_DIR [--min 0.99] [--shuffle SEED]
 Device rows are matched per (device, profile) in time order; CA-only rows by request id.
 Prints the accuracy, the confusion of the misses, and 'fleet: N passed, N failed'.
 Exit 0 when accuracy >= --min."""
-import argparse, collections, csv, json, os, random, subprocess, sys, tempfile, time
+import argparse, collections, csv, json, os, random, shutil, subprocess, sys, tempfile, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("bin_dir")
@@ -54,6 +54,7 @@ try:
 finally:
     agg.terminate()
     agg.wait()
+    shutil.rmtree(work, ignore_errors=True)
 
 def by_key(rows, tkey):
     g = collections.defaultdict(list)

@@ -17,6 +17,7 @@
 
 #include "correlate.h"
 #include "store.h"
+#include "th.h"
 
 #define SEC 1000000LL
 #define T0 1710428400000000LL  /* 2024-03-14T15:00:00Z */
@@ -238,13 +239,8 @@ open_store(void)
 static void
 close_store(struct agg_store *st)
 {
-    char p[128];
     st->ops->close(st);
-    unlink(db);
-    snprintf(p, sizeof p, "%s-wal", db);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db);
-    unlink(p);
+    th_unlink_db(db);
 }
 
 struct one {

@@ -118,13 +118,8 @@ new_store(char *path)
 static void
 drop_store(struct agg_store *st, const char *path)
 {
-    char p[128];
     st->ops->close(st);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    th_unlink_db(path);
 }
 
 static void

@@ -18,6 +18,7 @@
 
 #include "store.h"
 #include "store_correlate.h"
+#include "th.h"
 
 static char db_path[64];
 static struct agg_store *st;
@@ -50,13 +51,10 @@ unlink_db(const char *path)
 static int
 teardown(void **state)
 {
-    char p[128];
     (void)state;
     if (st)
         st->ops->close(st);
-    unlink_db(db_path);
-    snprintf(p, sizeof p, "%s-derived", db_path);
-    unlink_db(p);
+    th_unlink_db(db_path);
     return 0;
 }
 

@@ -420,3 +420,15 @@ th_sleep_ms(int ms)
     while (nanosleep(&ts, &ts) != 0)
         ;
 }
+
+void
+th_unlink_db(const char *path)
+{
+    static const char *const tails[] = { "", "-wal", "-shm", "-derived", "-derived-wal",
+                                         "-derived-shm" };
+    char p[512];
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", path, tails[i]);
+        unlink(p);
+    }
+}

@@ -39,6 +39,12 @@ int th_parse_path(const char *format, const char *path, const struct agent_parse
  */
 int th_jsonl_equal(const char *got, const char *expected);
 
+/*
+ * Removes an aggregator database and what the store keeps beside it: the
+ * WAL files and the correlator's derived database with its own.
+ */
+void th_unlink_db(const char *path);
+
 /* Reads a whole file into a malloc'd NUL-terminated buffer (NULL on error). */
 char *th_read_file(const char *path, size_t *len);
 
