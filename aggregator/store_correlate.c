@@ -76,6 +76,10 @@ const char agg_corr_schema[] =
     "-- 'time_upto': the last event id indexed; later ones are read from events)\n"
     "CREATE TABLE IF NOT EXISTS event_time(ts_us INTEGER NOT NULL, id INTEGER NOT NULL,\n"
     "  PRIMARY KEY(ts_us, id)) WITHOUT ROWID;\n"
+    "-- the events by identity (device hash, time, content hash): one device's events\n"
+    "-- are a range of it; kept with event_time, up to the same mark\n"
+    "CREATE TABLE IF NOT EXISTS event_dev(ident BLOB NOT NULL PRIMARY KEY, id INTEGER NOT NULL)\n"
+    "  WITHOUT ROWID;\n"
     "-- rebuilt rows whose links are to be re-decided, then rows whose status is to be\n"
     "-- refreshed: the pass runs in steps, each its own transaction, and resumes after a crash\n"
     "CREATE TABLE IF NOT EXISTS touched_enr(id INTEGER PRIMARY KEY);\n"
@@ -91,7 +95,7 @@ const char agg_corr_schema[] =
  * (or absent) has them dropped and rebuilt from its events by the next
  * pass, so a change of derivation needs no migration code.
  */
-#define AGG_CORR_VERSION "6"     /* 4: partial indexes; 6: enr_open covering */
+#define AGG_CORR_VERSION "7"     /* 4: partial indexes; 6: enr_open covering; 7: event_dev */
 
 static sw_err
 corr_exec(sqlite3 *db, const char *sql)
@@ -195,6 +199,7 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
                              " DROP TABLE IF EXISTS main.refresh_enr;"
                              " DROP TABLE IF EXISTS main.refresh_req;"
                              " DROP TABLE IF EXISTS main.event_time;"
+                             " DROP TABLE IF EXISTS main.event_dev;"
                              " DROP TABLE IF EXISTS main.new_req;"
                              " DELETE FROM main.corr_meta;")) != SW_OK) ||
         (e = corr_exec(cdb, agg_corr_schema)) != SW_OK ||
@@ -230,7 +235,7 @@ enum {
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
-    S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_TIME_NEW, S_TIME_PUT,
+    S_REFRESH_REQ_DONE, S_WORK, S_REFRESH_ENR, S_REFRESH_REQ, S_TIME_NEW, S_TIME_PUT, S_DEV_PUT,
     S_TIME_UPTO, S_NEW_REQ_PUT, S_NEW_REQ_LIST, S_NEW_REQ_DONE, S_COUNT
 };
 
@@ -252,23 +257,27 @@ static const char *const sql[S_COUNT] = {
                " EXISTS(SELECT 1 FROM touched_enr) OR EXISTS(SELECT 1 FROM touched_req),"
                " EXISTS(SELECT 1 FROM refresh_enr), EXISTS(SELECT 1 FROM refresh_req),"
                " " AGG_CORR_TIME_UPTO_SQL ", EXISTS(SELECT 1 FROM new_req)",
-    [S_TIME_NEW] = "SELECT id, ts_us, CASE WHEN platform = 4 THEN request_id END FROM events"
-                   " WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [S_TIME_NEW] = "SELECT id, ts_us, CASE WHEN platform = 4 THEN request_id END, ident"
+                   " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_TIME_PUT] = "INSERT OR IGNORE INTO event_time(ts_us, id) VALUES(?1, ?2)",
+    [S_DEV_PUT] = "INSERT OR IGNORE INTO event_dev(ident, id) VALUES(?1, ?2)",
     [S_TIME_UPTO] = "INSERT OR REPLACE INTO corr_meta(key, value) VALUES('time_upto', ?1)",
     [S_NEW_REQ_PUT] = "INSERT OR IGNORE INTO new_req(request_id) VALUES(?1)",
     [S_NEW_REQ_LIST] = "SELECT request_id FROM new_req ORDER BY request_id LIMIT ?1",
     [S_NEW_REQ_DONE] = "DELETE FROM new_req WHERE request_id <= ?1",
     [S_OLD_ENR] = "SELECT request_id FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
-    [S_DEV_EVENTS] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
-                     " serial, detail, device FROM events"
-                     " WHERE ident BETWEEN ?2 AND ?3 AND device = ?1 AND cert = 1"
-                     " AND platform IN (1, 2, 3) ORDER BY ident",
-    [S_DEV_EVENTS_NULL] = "SELECT source, platform, stage, cert, ts_us, profile, txn, thumbprint,"
-                          " serial, detail, device FROM events"
-                          " WHERE ident BETWEEN ?2 AND ?3 AND device IS NULL AND cert = 1"
-                          " AND platform IN (1, 2, 3) ORDER BY ident",
+    /* a step runs after the index has caught up (agg_corr_step): event_dev holds them all */
+    [S_DEV_EVENTS] = "SELECT e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile, e.txn,"
+                     " e.thumbprint, e.serial, e.detail, e.device"
+                     " FROM main.event_dev d JOIN events e ON e.id = d.id"
+                     " WHERE d.ident BETWEEN ?2 AND ?3 AND e.device = ?1 AND e.cert = 1"
+                     " AND e.platform IN (1, 2, 3) ORDER BY d.ident",
+    [S_DEV_EVENTS_NULL] = "SELECT e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile,"
+                          " e.txn, e.thumbprint, e.serial, e.detail, e.device"
+                          " FROM main.event_dev d JOIN events e ON e.id = d.id"
+                          " WHERE d.ident BETWEEN ?2 AND ?3 AND e.device IS NULL AND e.cert = 1"
+                          " AND e.platform IN (1, 2, 3) ORDER BY d.ident",
     [S_INS_ENR] = "INSERT INTO enrollments(rowkey, kind, device, platform, seq, profile, first_us,"
                   " request_us, device_issued_us, installed_us, last_us, last_stage, pending,"
                   " failed, install_state, txn, thumbprint, serial, detail)"
@@ -1438,6 +1447,19 @@ struct time_key {
     int64_t ts_us, id;
 };
 
+struct dev_key {
+    unsigned char ident[SW_EVENT_IDENT_LEN];
+    int64_t id;
+};
+
+static int
+dev_key_cmp(const void *a, const void *b)
+{
+    const struct dev_key *x = a, *y = b;
+    int c = memcmp(x->ident, y->ident, sizeof x->ident);
+    return c ? c : (x->id < y->id ? -1 : x->id > y->id);
+}
+
 static int
 time_key_cmp(const void *a, const void *b)
 {
@@ -1448,27 +1470,35 @@ time_key_cmp(const void *a, const void *b)
 }
 
 /*
- * Adds events past the time index's mark to it, AGG_CORR_STEP_TIME a step,
- * in key order: a history upload's times are scattered, and sorted they
- * land on each index page once instead of once a row.
+ * Adds events past the indexes' mark to them (event_time, event_dev),
+ * AGG_CORR_STEP_TIME a step, in key order: a history upload's times are
+ * scattered, and sorted they land on each index page once instead of once
+ * a row.
  */
 static sw_err
 index_times(struct agg_corr *c, int64_t upto)
 {
     sqlite3_stmt *s = stmt(c, S_TIME_NEW), *put = c->st[S_TIME_PUT];
-    sqlite3_stmt *req = c->st[S_NEW_REQ_PUT];
+    sqlite3_stmt *req = c->st[S_NEW_REQ_PUT], *dput = stmt(c, S_DEV_PUT);
     struct time_key *k = malloc(AGG_CORR_STEP_TIME * sizeof *k);
+    struct dev_key *d = malloc(AGG_CORR_STEP_TIME * sizeof *d);
     size_t n = 0;
     sw_err e = SW_OK;
     int rc;
 
-    if (!k)
+    if (!k || !d) {
+        free(k);
+        free(d);
         return SW_ENOMEM;
+    }
     sqlite3_bind_int64(s, 1, upto);
     sqlite3_bind_int64(s, 2, AGG_CORR_STEP_TIME);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < AGG_CORR_STEP_TIME) {
-        k[n].id = sqlite3_column_int64(s, 0);
+        k[n].id = d[n].id = sqlite3_column_int64(s, 0);
         k[n].ts_us = sqlite3_column_int64(s, 1);
+        memset(d[n].ident, 0, sizeof d[n].ident);
+        if (sqlite3_column_bytes(s, 3) == SW_EVENT_IDENT_LEN)
+            memcpy(d[n].ident, sqlite3_column_blob(s, 3), SW_EVENT_IDENT_LEN);
         n++;
         /* a CA row's request, to be rebuilt (committed with the index's mark) */
         if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
@@ -1483,6 +1513,7 @@ index_times(struct agg_corr *c, int64_t upto)
         e = db_err(c, "new events");
     if (e != SW_OK || n == 0) {
         free(k);
+        free(d);
         return e;
     }
     int64_t last = k[n - 1].id;     /* read in id order */
@@ -1492,7 +1523,14 @@ index_times(struct agg_corr *c, int64_t upto)
         sqlite3_bind_int64(put, 2, k[i].id);
         e = step_done(c, put, "time index");
     }
+    qsort(d, n, sizeof *d, dev_key_cmp);
+    for (size_t i = 0; i < n && e == SW_OK; i++) {
+        sqlite3_bind_blob(dput, 1, d[i].ident, SW_EVENT_IDENT_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(dput, 2, d[i].id);
+        e = step_done(c, dput, "device index");
+    }
     free(k);
+    free(d);
     if (e != SW_OK)
         return e;
     s = stmt(c, S_TIME_UPTO);

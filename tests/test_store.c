@@ -462,9 +462,70 @@ test_listing_merges_the_unindexed_tail(void **state)
         n += c.n;
     }
     assert_int_equal((uint64_t)n, total);
+    /* one device: its indexed events (event_dev) merged with its unindexed ones */
+    struct sw_event more_m[2] = { ev_at(3005, "M", SW_STAGE_INSTALLED, 700),
+                                  ev_at(3100, "M", SW_STAGE_INSTALLED, 701) };
+    assert_int_equal(st->ops->ingest(st, more_m, 2, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 2);
+    static const int64_t want_m[6] = { 3000, 3005, 3020, 3040, 3060, 3100 };
+    static const int64_t want_n[4] = { 3000, 3010, 3030, 3050 };
+    for (int k = 0; k < 2; k++) {
+        memset(&c, 0, sizeof c);
+        memset(&cur, 0, sizeof cur);
+        memset(&f, 0, sizeof f);
+        f.device = k ? "N" : "M";
+        more = 1;
+        while (more)
+            assert_int_equal(r->ops->list_events(r, &f, &cur, 4, &more, collect, &c), SW_OK);
+        assert_int_equal(c.n, k ? 4 : 6);
+        for (int i = 0; i < c.n; i++) {
+            assert_int_equal(c.ts[i], k ? want_n[i] : want_m[i]);
+            assert_string_equal(c.device[i], f.device);
+        }
+    }
     r->ops->reader_close(r);
     st->ops->close(st);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+}
+
+/*
+ * Identities are remembered across a restart (read back from the table),
+ * and a batch that rolled back forgets those it had added: its events are
+ * stored when they come again, not taken for duplicates of rows that were
+ * never committed.
+ */
+static void
+test_identities_survive_restart_and_rollback(void **state)
+{
+    struct sw_event evs[3];
+    uint32_t stored, dups;
+    char why[256];
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        evs[i] = ev_at(7000 + i, "R", SW_STAGE_INSTALLED, 900 + (uint32_t)i);
+    assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 3);
+    st->ops->close(st);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(dups, 3);
+
+    /* a batch whose second row fails is rolled back whole */
+    sql_on(db_path, "CREATE TRIGGER fail_once BEFORE INSERT ON events WHEN NEW.line_hash = 999"
+                    " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    struct sw_event b[2] = { ev_at(7100, "R", SW_STAGE_INSTALLED, 950),
+                             ev_at(7101, "R", SW_STAGE_INSTALLED, 999) };
+    assert_int_equal(st->ops->ingest(st, b, 2, "agent", &stored, &dups), SW_EDB);
+    assert_int_equal(stored, 0);
+    sql_on(db_path, "DROP TRIGGER fail_once");
+    assert_int_equal(st->ops->ingest(st, b, 1, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 1);
+    assert_int_equal(dups, 0);
+    assert_int_equal(st->ops->ingest(st, b, 2, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 1);
+    assert_int_equal(dups, 1);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM events WHERE device = 'R'"), 5);
 }
 
 /* A database written with another identity layout is refused with a reason. */
@@ -677,6 +738,7 @@ main(void)
         cmocka_unit_test(test_pre_split_layout_migrated),
         cmocka_unit_test(test_events_page_size),
         cmocka_unit_test(test_listing_merges_the_unindexed_tail),
+        cmocka_unit_test(test_identities_survive_restart_and_rollback),
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
         cmocka_unit_test(test_old_request_mark_worked_off),
