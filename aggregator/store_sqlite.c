@@ -513,7 +513,12 @@ sqlite_global_config(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-/* The identities of the stored events, into st->ids, at open. */
+/*
+ * The identities of the stored events, into st->ids, at open: those the
+ * correlator indexed from event_dev (compact), the rest from the events
+ * past its mark, in one read.  The 1M-enrollment database (4.9M events):
+ * 3.9 s reading them all from the events table.
+ */
 static sw_err
 load_idents(struct sqlite_store *st, char *why, size_t cap)
 {
@@ -535,8 +540,11 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
         snprintf(why, cap, "identities: out of memory for %lld events", (long long)max_id);
         return SW_ENOMEM;
     }
-    if (sqlite3_prepare_v2(st->db, "SELECT id, ident FROM events", -1, &s, NULL) != SQLITE_OK) {
-        set_why(why, cap, st->db, "identities");
+    if (sqlite3_prepare_v2(st->cdb, "SELECT id, ident FROM main.event_dev UNION ALL"
+                           " SELECT id, ident FROM events WHERE id > ifnull((SELECT"
+                           " CAST(value AS INTEGER) FROM main.corr_meta WHERE key = 'time_upto'),"
+                           " 0)", -1, &s, NULL) != SQLITE_OK) {
+        set_why(why, cap, st->cdb, "identities");
         return SW_EDB;
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -549,7 +557,7 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
         }
     }
     if (e == SW_OK && rc != SQLITE_DONE) {
-        set_why(why, cap, st->db, "identities");
+        set_why(why, cap, st->cdb, "identities");
         e = SW_EDB;
     }
     sqlite3_finalize(s);
@@ -684,6 +692,8 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         set_why(why, cap, st->cdb, "correlation");
         goto fail;
     }
+    if ((e = load_idents(st, why, cap)) != SW_OK)
+        goto fail;
     if (sqlite3_prepare_v2(st->db, insert_sql, -1, &st->insert, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(st->db, "SELECT ident FROM events WHERE id = ?1", -1, &st->ident_of,
                            NULL) != SQLITE_OK) {
@@ -691,8 +701,6 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
         e = SW_EDB;
         goto fail;
     }
-    if ((e = load_idents(st, why, cap)) != SW_OK)
-        goto fail;
     sqlite3_wal_hook(st->db, events_wal_hook, st);
     /* marks a crash left behind are worked off by the first pass */
     st->pending = agg_corr_backlog(st->cdb) > 0;

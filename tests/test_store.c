@@ -501,13 +501,38 @@ test_identities_survive_restart_and_rollback(void **state)
     uint32_t stored, dups;
     char why[256];
     (void)state;
-    for (int i = 0; i < 3; i++)
+    struct sw_event later[3];
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 8000 };
+    char derived[128];
+    for (int i = 0; i < 3; i++) {
         evs[i] = ev_at(7000 + i, "R", SW_STAGE_INSTALLED, 900 + (uint32_t)i);
+        later[i] = ev_at(7050 + i, "R", SW_STAGE_INSTALLED, 920 + (uint32_t)i);
+    }
     assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
     assert_int_equal(stored, 3);
+    /* the correlator indexes them (event_dev) before the funnel answers */
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    r->ops->reader_close(r);
     st->ops->close(st);
+    /* more, which no correlator indexes: read back from the events table */
+    setenv("SCEPWATCH_TEST_NO_CORRELATOR", "1", 1);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->ingest(st, later, 3, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 3);
+    st->ops->close(st);
+    snprintf(derived, sizeof derived, "%s-derived", db_path);
+    /* the first three indexed, the later three not */
+    assert_int_equal(sql_on(derived, "SELECT MAX(id) FROM event_dev"),
+                     sql_on(db_path, "SELECT MAX(id) FROM events") - 3);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    unsetenv("SCEPWATCH_TEST_NO_CORRELATOR");
     assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(dups, 3);
+    assert_int_equal(st->ops->ingest(st, later, 3, "agent", &stored, &dups), SW_OK);
     assert_int_equal(stored, 0);
     assert_int_equal(dups, 3);
 
@@ -525,7 +550,7 @@ test_identities_survive_restart_and_rollback(void **state)
     assert_int_equal(st->ops->ingest(st, b, 2, "agent", &stored, &dups), SW_OK);
     assert_int_equal(stored, 1);
     assert_int_equal(dups, 1);
-    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM events WHERE device = 'R'"), 5);
+    assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM events WHERE device = 'R'"), 8);
 }
 
 /* A database written with another identity layout is refused with a reason. */
