@@ -275,12 +275,16 @@ def bench_fleet(a, n, rows, wire_rows):
             if os.path.exists(scratch.db + sfx):
                 os.unlink(scratch.db + sfx)
         ingest_rounds.append((t_ingest, t_import))
+        log("  round %d: upload %.2f s (%.0fk ev/s), import %.2f s"
+            % (i + 1, t_ingest, nev / t_ingest / 1e3, t_import))
     t_import = import_once()
     os.unlink(csvf)
     agg = Aggregator(a.bin, a.work, "agg-%d" % n)
     try:
         t_ingest, err1, err2 = upload(agg)
         ingest_rounds.append((t_ingest, t_import))
+        log("  round %d: upload %.2f s (%.0fk ev/s), import %.2f s"
+            % (nrounds, t_ingest, nev / t_ingest / 1e3, t_import))
         e1, w1, r1 = sent_line(err1)
         e2, w2, r2 = sent_line(err2)
         events = e1 + e2
