@@ -95,7 +95,7 @@ ident_set_clear(struct ident_set *s)
     s->n = 0;
 }
 
-static void
+static size_t
 put(struct ident_slot *slots, size_t cap, uint64_t fp, int64_t id)
 {
     size_t i = (size_t)fp & (cap - 1);
@@ -103,6 +103,7 @@ put(struct ident_slot *slots, size_t cap, uint64_t fp, int64_t id)
         i = (i + 1) & (cap - 1);
     slots[i].fp = fp;
     slots[i].id = id;
+    return i;
 }
 
 sw_err
@@ -132,14 +133,27 @@ ident_set_reserve(struct ident_set *s, size_t n)
 }
 
 sw_err
-ident_set_add(struct ident_set *s, uint64_t fp, int64_t id)
+ident_set_add(struct ident_set *s, uint64_t fp, int64_t id, size_t *slot)
 {
     sw_err e = ident_set_reserve(s, 1);
     if (e != SW_OK)
         return e;
-    put(s->slots, s->cap, fp ? fp : 1, id);
+    size_t i = put(s->slots, s->cap, fp ? fp : 1, id);
+    if (slot)
+        *slot = i;
     s->n++;
     return SW_OK;
+}
+
+void
+ident_set_undo(struct ident_set *s, const size_t *slots, size_t k)
+{
+    while (k--) {
+        if (slots[k] < s->cap && s->slots[slots[k]].fp && s->n) {
+            s->slots[slots[k]].fp = 0;
+            s->n--;
+        }
+    }
 }
 
 void

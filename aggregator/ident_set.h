@@ -49,8 +49,18 @@ void ident_set_clear(struct ident_set *s);
 /* Makes room for n more entries without growing on the way (SW_ENOMEM). */
 sw_err ident_set_reserve(struct ident_set *s, size_t n);
 
-/* Records event id under fp (fp as ident_set_fp gives it).  SW_ENOMEM. */
-sw_err ident_set_add(struct ident_set *s, uint64_t fp, int64_t id);
+/*
+ * Records event id under fp (fp as ident_set_fp gives it); *slot (may be
+ * NULL) gets where, for ident_set_undo.  SW_ENOMEM.
+ */
+sw_err ident_set_add(struct ident_set *s, uint64_t fp, int64_t id, size_t *slot);
+
+/*
+ * Takes back the last k adds, given their slots in the order they were
+ * made, when the table has not grown since (reserve first): each add
+ * filled an empty slot, so clearing them newest first restores the table.
+ */
+void ident_set_undo(struct ident_set *s, const size_t *slots, size_t k);
 
 /* Asks the CPU for fp's slot ahead of a probe (the writer does so an event ahead). */
 void ident_set_prefetch(const struct ident_set *s, uint64_t fp);

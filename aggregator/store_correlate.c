@@ -95,7 +95,7 @@ const char agg_corr_schema[] =
  * (or absent) has them dropped and rebuilt from its events by the next
  * pass, so a change of derivation needs no migration code.
  */
-#define AGG_CORR_VERSION "7"     /* 4: partial indexes; 6: enr_open covering; 7: event_dev */
+#define AGG_CORR_VERSION "8"     /* 4: partial indexes; 6: enr_open covering; 8: event_dev */
 
 static sw_err
 corr_exec(sqlite3 *db, const char *sql)
@@ -167,6 +167,39 @@ prepare_counts(sqlite3 *cdb)
     return corr_exec(cdb, counts_triggers);
 }
 
+/*
+ * Whether the indexes' mark names the event the events database holds
+ * under that id: the identity of the last indexed event is kept with the
+ * mark.  The two files are synced apart, and one may be restored without
+ * the other; a mark past the events or on another event would leave the
+ * events under it unindexed for good, so the derived tables are rebuilt.
+ */
+static int
+mark_matches(sqlite3 *cdb)
+{
+    static const char q[] =
+        "SELECT u.value, (SELECT value FROM main.corr_meta WHERE key = 'time_upto_ident'),"
+        " (SELECT ident FROM events WHERE id = CAST(u.value AS INTEGER))"
+        " FROM main.corr_meta u WHERE u.key = 'time_upto'";
+    sqlite3_stmt *s;
+    int ok = 0;
+
+    if (sqlite3_prepare_v2(cdb, q, -1, &s, NULL) != SQLITE_OK)
+        return 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ok = 1;     /* nothing indexed yet */
+    } else if (rc == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(s, 1);
+        ok = sqlite3_column_int64(s, 0) == 0 ||
+             (sqlite3_column_type(s, 1) == SQLITE_BLOB && sqlite3_column_type(s, 2) == SQLITE_BLOB &&
+              n == sqlite3_column_bytes(s, 2) &&
+              memcmp(sqlite3_column_blob(s, 1), sqlite3_column_blob(s, 2), (size_t)n) == 0);
+    }
+    sqlite3_finalize(s);
+    return ok;
+}
+
 sw_err
 agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
 {
@@ -189,6 +222,11 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
     if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
         current = strcmp((const char *)sqlite3_column_text(s, 0), AGG_CORR_VERSION) == 0;
     sqlite3_finalize(s);
+    if (current && !mark_matches(cdb)) {
+        sw_warn("correlate: the derived database does not match the events (restored or"
+                " cut short apart from it): rebuilding it from the events");
+        current = 0;
+    }
     if ((!current &&
          (e = corr_exec(cdb, "DROP TABLE IF EXISTS main.funnel_counts;"
                              " DROP TABLE IF EXISTS main.enrollments;"
@@ -261,7 +299,8 @@ static const char *const sql[S_COUNT] = {
                    " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_TIME_PUT] = "INSERT OR IGNORE INTO event_time(ts_us, id) VALUES(?1, ?2)",
     [S_DEV_PUT] = "INSERT OR IGNORE INTO event_dev(ident, id) VALUES(?1, ?2)",
-    [S_TIME_UPTO] = "INSERT OR REPLACE INTO corr_meta(key, value) VALUES('time_upto', ?1)",
+    [S_TIME_UPTO] = "INSERT OR REPLACE INTO corr_meta(key, value) VALUES('time_upto', ?1),"
+                    " ('time_upto_ident', ?2)",
     [S_NEW_REQ_PUT] = "INSERT OR IGNORE INTO new_req(request_id) VALUES(?1)",
     [S_NEW_REQ_LIST] = "SELECT request_id FROM new_req ORDER BY request_id LIMIT ?1",
     [S_NEW_REQ_DONE] = "DELETE FROM new_req WHERE request_id <= ?1",
@@ -1517,6 +1556,8 @@ index_times(struct agg_corr *c, int64_t upto)
         return e;
     }
     int64_t last = k[n - 1].id;     /* read in id order */
+    unsigned char last_ident[SW_EVENT_IDENT_LEN];
+    memcpy(last_ident, d[n - 1].ident, sizeof last_ident);
     qsort(k, n, sizeof *k, time_key_cmp);
     for (size_t i = 0; i < n && e == SW_OK; i++) {
         sqlite3_bind_int64(put, 1, k[i].ts_us);
@@ -1529,12 +1570,15 @@ index_times(struct agg_corr *c, int64_t upto)
         sqlite3_bind_int64(dput, 2, d[i].id);
         e = step_done(c, dput, "device index");
     }
+    sqlite3_clear_bindings(dput);   /* d is freed below */
     free(k);
     free(d);
     if (e != SW_OK)
         return e;
+    /* the mark and the identity of the event it names (mark_matches) */
     s = stmt(c, S_TIME_UPTO);
     sqlite3_bind_int64(s, 1, last);
+    sqlite3_bind_blob(s, 2, last_ident, sizeof last_ident, SQLITE_TRANSIENT);
     return step_done(c, s, "time index mark");
 }
 

@@ -170,10 +170,15 @@ static const char schema[] =
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');\n";
 
 static const char insert_sql[] =
-    "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, profile, txn,"
+    "INSERT OR IGNORE INTO events(ident, device, source, platform, stage, cert, ts_us, profile, txn,"
     " thumbprint, serial, request_id, subject, template, requester, detail, file,"
     " line_offset, host, agent, line_hash, received_us)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)";
+/*
+ * INSERT OR IGNORE above: a version 2 table still has its unique index, and
+ * should the identity set ever miss an event stored there, the row is
+ * counted a duplicate instead of failing the batch on every retry.
+ */
 
 #define EVENT_COLS                                                                      \
     "e.id, e.device, e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile, e.txn,"  \
@@ -550,7 +555,8 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const void *b = sqlite3_column_blob(s, 1);
         size_t len = (size_t)sqlite3_column_bytes(s, 1);
-        if (ident_set_add(&st->ids, ident_set_fp(b, len), sqlite3_column_int64(s, 0)) != SW_OK) {
+        if (ident_set_add(&st->ids, ident_set_fp(b, len), sqlite3_column_int64(s, 0), NULL) !=
+            SW_OK) {
             snprintf(why, cap, "identities: out of memory");
             e = SW_ENOMEM;
             break;
@@ -757,8 +763,13 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
         unsigned char id[SW_EVENT_IDENT_LEN];
         uint64_t fp;
     } *ids = n ? malloc(n * sizeof *ids) : NULL;
-    if (n && !ids)
+    /* the slots this batch's identities took, undone if it rolls back */
+    size_t *added = n ? malloc(n * sizeof *added) : NULL, nadded = 0;
+    if (n && (!ids || !added)) {
+        free(ids);
+        free(added);
         return SW_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         sw_event_identity(&evs[i], ids[i].id);
         ids[i].fp = ident_set_fp(ids[i].id, SW_EVENT_IDENT_LEN);
@@ -823,8 +834,12 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
             e = SW_EDB;
             break;
         }
-        /* reserved above: cannot fail; left in place if the batch rolls back (see seen) */
-        ident_set_add(&st->ids, ids[i].fp, sqlite3_last_insert_rowid(st->db));
+        if (!sqlite3_changes(st->db)) {
+            (*dups)++;      /* a version 2 table's unique index caught it */
+            continue;
+        }
+        /* reserved above: neither fails nor moves the table */
+        ident_set_add(&st->ids, ids[i].fp, sqlite3_last_insert_rowid(st->db), &added[nadded++]);
         (*stored)++;
         /* what the correlation must revisit (a CA row is found by its id) */
         if (ev->cert == SW_CERT_SCEP && (ev->platform == SW_PLATFORM_ANDROID ||
@@ -838,12 +853,21 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     int marked = agg_corr_batch_marked(st->corr) || new_requests;
+    int committed_maybe = 0;
     if (e == SW_OK && exec(st->db, "COMMIT", why, sizeof why) != SW_OK) {
         sw_error("store: commit: %s", why);
         e = SW_EDB;
+        committed_maybe = 1;    /* an I/O error may leave the commit in the WAL */
     }
     if (e != SW_OK) {
-        exec(st->db, "ROLLBACK", why, sizeof why);
+        /*
+         * The batch's identities go with its rows.  A failed commit whose
+         * transaction is gone may yet be durable: its identities stay
+         * (seen confirms every entry against its row, so they are harmless).
+         */
+        int rolled_back = exec(st->db, "ROLLBACK", why, sizeof why) == SW_OK;
+        if (!committed_maybe || rolled_back)
+            ident_set_undo(&st->ids, added, nadded);
         *stored = *dups = 0;
         marked = 0;
     }
@@ -861,6 +885,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     st->write_us += (uint64_t)(sw_mono_us() - t_lock);
     pthread_mutex_unlock(&st->lock);
     free(ids);
+    free(added);
     return e;
 }
 

@@ -50,12 +50,12 @@ test_shared_fingerprints(void **state)
     int n;
     (void)state;
     ident_set_init(&s);
-    assert_int_equal(ident_set_add(&s, 7, 1), SW_OK);
-    assert_int_equal(ident_set_add(&s, 7, 5), SW_OK);
+    assert_int_equal(ident_set_add(&s, 7, 1, NULL), SW_OK);
+    assert_int_equal(ident_set_add(&s, 7, 5, NULL), SW_OK);
     /* another fingerprint in the same home slot, and one next to it */
-    assert_int_equal(ident_set_add(&s, 7 + 1024 * 3, 9), SW_OK);
-    assert_int_equal(ident_set_add(&s, 8, 11), SW_OK);
-    assert_int_equal(ident_set_add(&s, 7, 12), SW_OK);
+    assert_int_equal(ident_set_add(&s, 7 + 1024 * 3, 9, NULL), SW_OK);
+    assert_int_equal(ident_set_add(&s, 8, 11, NULL), SW_OK);
+    assert_int_equal(ident_set_add(&s, 7, 12, NULL), SW_OK);
     assert_int_equal(ids_under(&s, 7, &n), (1 << 1) | (1 << 5) | (1 << 12));
     assert_int_equal(n, 3);
     assert_int_equal(ids_under(&s, 8, &n), 1 << 11);
@@ -63,7 +63,7 @@ test_shared_fingerprints(void **state)
     assert_int_equal(ids_under(&s, 6, &n), 0);
     assert_int_equal(n, 0);
     /* fingerprint 0 marks an empty slot: it is kept as 1 */
-    assert_int_equal(ident_set_add(&s, 0, 20), SW_OK);
+    assert_int_equal(ident_set_add(&s, 0, 20, NULL), SW_OK);
     assert_int_equal(ids_under(&s, 0, &n), 1 << 20);
     assert_int_equal(ids_under(&s, 1, &n), 1 << 20);
     ident_set_clear(&s);
@@ -84,7 +84,7 @@ test_growth_keeps_everything(void **state)
         unsigned char ident[24];
         memset(ident, 0, sizeof ident);
         memcpy(ident, &i, sizeof i);
-        assert_int_equal(ident_set_add(&s, ident_set_fp(ident, sizeof ident), (int64_t)i + 1),
+        assert_int_equal(ident_set_add(&s, ident_set_fp(ident, sizeof ident), (int64_t)i + 1, NULL),
                          SW_OK);
     }
     assert_int_equal(s.n, n);
@@ -106,10 +106,59 @@ test_growth_keeps_everything(void **state)
     assert_int_equal(ident_set_reserve(&s, 1000), SW_OK);
     const struct ident_slot *before = s.slots;
     for (size_t i = 0; i < 1000; i++)
-        assert_int_equal(ident_set_add(&s, (uint64_t)i * 31 + 5, 1), SW_OK);
+        assert_int_equal(ident_set_add(&s, (uint64_t)i * 31 + 5, 1, NULL), SW_OK);
     assert_ptr_equal(s.slots, before);
     assert_int_equal(ident_set_reserve(&s, SIZE_MAX), SW_ENOMEM);
     ident_set_fini(&s);
+}
+
+/*
+ * A batch's adds taken back newest first leave the table as it was, chains
+ * through the batch's slots included; clear and reserve start over cleanly.
+ */
+static void
+test_undo_restores_the_table(void **state)
+{
+    struct ident_set s;
+    size_t slots[8];
+    int n;
+    (void)state;
+    ident_set_init(&s);
+    assert_int_equal(ident_set_add(&s, 7, 1, NULL), SW_OK);
+    assert_int_equal(ident_set_reserve(&s, 8), SW_OK);
+    /* the batch: two more in slot 7's chain, and one where the chain ran on to */
+    assert_int_equal(ident_set_add(&s, 7, 2, &slots[0]), SW_OK);
+    assert_int_equal(ident_set_add(&s, 7 + 1024, 3, &slots[1]), SW_OK);
+    assert_int_equal(ident_set_add(&s, 9, 4, &slots[2]), SW_OK);
+    assert_int_equal(slots[0], 8);
+    assert_int_equal(slots[1], 9);
+    assert_int_equal(slots[2], 10);
+    assert_int_equal(s.n, 4);
+    ident_set_undo(&s, slots, 3);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(ids_under(&s, 7, &n), 1 << 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids_under(&s, 9, &n), 0);
+    assert_int_equal(ids_under(&s, 7 + 1024, &n), 0);
+    /* the freed slots serve again */
+    assert_int_equal(ident_set_add(&s, 9, 5, &slots[0]), SW_OK);
+    assert_int_equal(slots[0], 9);
+    assert_int_equal(ids_under(&s, 9, &n), 1 << 5);
+
+    ident_set_clear(&s);
+    assert_int_equal(ids_under(&s, 7, &n), 0);
+    assert_int_equal(ident_set_add(&s, 7, 6, NULL), SW_OK);
+    assert_int_equal(ids_under(&s, 7, &n), 1 << 6);
+    ident_set_fini(&s);
+
+    /* from empty straight to a mapped (huge-page) table, then back to nothing */
+    ident_set_init(&s);
+    assert_int_equal(ident_set_reserve(&s, 300000), SW_OK);
+    assert_true(ident_set_bytes(&s) >= (size_t)4 << 20);
+    assert_int_equal(ident_set_add(&s, 12345, 7, NULL), SW_OK);
+    assert_int_equal(ids_under(&s, 12345, &n), 1 << 7);
+    ident_set_fini(&s);
+    assert_int_equal(ident_set_bytes(&s), 0);
 }
 
 /* Fingerprints: never 0, and they differ for identities that differ in any byte. */
@@ -134,6 +183,7 @@ main(void)
         cmocka_unit_test(test_empty_set_finds_nothing),
         cmocka_unit_test(test_shared_fingerprints),
         cmocka_unit_test(test_growth_keeps_everything),
+        cmocka_unit_test(test_undo_restores_the_table),
         cmocka_unit_test(test_fingerprints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

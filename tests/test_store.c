@@ -490,9 +490,9 @@ test_listing_merges_the_unindexed_tail(void **state)
 
 /*
  * Identities are remembered across a restart (read back from the table),
- * and a batch that rolled back forgets those it had added: its events are
- * stored when they come again, not taken for duplicates of rows that were
- * never committed.
+ * and a batch that rolled back forgets those it had added (ident_set_undo;
+ * were one left, seen would still confirm it against its row): its events
+ * are stored when they come again.
  */
 static void
 test_identities_survive_restart_and_rollback(void **state)
@@ -588,7 +588,9 @@ test_open_failure_is_reported(void **state)
 /*
  * A CA row marked dirty by an older build (which marked every CA row at
  * ingest) and already passed by the time index: this build finds new CA
- * rows through the time index, so it must still work that mark off.
+ * rows through the time index, so it must still work that mark off.  (The
+ * mark here names no event identity, as an older build's did not: the
+ * derived tables are rebuilt, and the request with them.)
  */
 static void
 test_old_request_mark_worked_off(void **state)
@@ -635,6 +637,97 @@ test_old_request_mark_worked_off(void **state)
     assert_int_equal(sql_on(derived, "SELECT COUNT(*) FROM enrollments WHERE request_id = '77001'"),
                      1);
     assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM dirty_req"), 0);
+}
+
+/*
+ * The events database cut short behind the derived one (restored apart
+ * from it, or its last commits lost while the derived file kept its own):
+ * the indexes' mark names an event the events no longer hold.  The derived
+ * tables are rebuilt, so the events stored since under the freed ids are
+ * indexed, listed with their device, and known as duplicates after a
+ * restart.
+ */
+static void
+test_derived_ahead_of_events_rebuilt(void **state)
+{
+    struct agg_store_reader *r;
+    struct agg_funnel_row row = { 0 };
+    struct agg_policy pol = { .as_of_us = 20000 };
+    struct sw_event evs[3], later[2];
+    uint32_t stored, dups;
+    char why[256];
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        evs[i] = ev_at(9000 + i, "X", SW_STAGE_INSTALLED, 1000 + (uint32_t)i);
+    for (int i = 0; i < 2; i++)
+        later[i] = ev_at(9500 + i, "X", SW_STAGE_INSTALLED, 1100 + (uint32_t)i);
+    assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);   /* indexed */
+    r->ops->reader_close(r);
+    st->ops->close(st);
+    st = NULL;
+    sql_on(db_path, "DELETE FROM events WHERE device = 'X' AND line_hash >= 1001");
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->ingest(st, later, 2, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 2);
+    assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
+    assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &row), SW_OK);
+    struct agg_event_filter f = { .device = "X" };
+    struct agg_event_cursor cur = { 0 };
+    struct collected c = { 0 };
+    int more = 1;
+    while (more)
+        assert_int_equal(r->ops->list_events(r, &f, &cur, 10, &more, collect, &c), SW_OK);
+    r->ops->reader_close(r);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(c.ts[0], 9000);
+    assert_int_equal(c.ts[1], 9500);
+    assert_int_equal(c.ts[2], 9501);
+    st->ops->close(st);
+    assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
+    assert_int_equal(st->ops->ingest(st, later, 2, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(dups, 2);
+}
+
+/*
+ * A version 2 database (a unique index on the identity) is written as it
+ * is; a row the identity set does not know of (written behind the store's
+ * back here) is counted a duplicate by that index, not a failed batch.
+ */
+static void
+test_version_2_database_written(void **state)
+{
+    struct agg_store *v2 = NULL;
+    struct sw_event e[4];
+    uint32_t stored, dups;
+    char why[256], path[96], sql[600], hex[2 * SW_EVENT_IDENT_LEN + 1];
+    (void)state;
+    snprintf(path, sizeof path, "%s-v2", db_path);
+    assert_int_equal(agg_store_sqlite.open(&v2, path, why, sizeof why), SW_OK);
+    v2->ops->close(v2);
+    sql_on(path, "CREATE UNIQUE INDEX v2_ident ON events(ident);"
+                 " UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+    assert_int_equal(agg_store_sqlite.open(&v2, path, why, sizeof why), SW_OK);
+    for (int i = 0; i < 4; i++)
+        e[i] = ev_at(11000 + i, "V", SW_STAGE_INSTALLED, 1200 + (uint32_t)i);
+    assert_int_equal(v2->ops->ingest(v2, e, 2, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 2);
+    ident_hex(&e[2], hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events(ident, device, source, platform, stage, cert, ts_us, line_hash,"
+             " received_us) VALUES(X'%s', 'V', %d, %d, %d, 1, 11002, 1202, 0)", hex,
+             SW_SOURCE_ANDROID_OMADM, SW_PLATFORM_ANDROID, SW_STAGE_INSTALLED);
+    sql_on(path, sql);
+    struct sw_event batch[4] = { e[0], e[2], e[3], e[3] };
+    assert_int_equal(v2->ops->ingest(v2, batch, 4, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, 1);
+    assert_int_equal(dups, 3);
+    assert_int_equal(sql_on(path, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(sql_on(path, "SELECT COUNT(*) FROM events"), 4);
+    v2->ops->close(v2);
+    th_unlink_db(path);
 }
 
 /* ---- the correlator and a stream of batches ---- */
@@ -767,6 +860,8 @@ main(void)
         cmocka_unit_test(test_old_schema_refused),
         cmocka_unit_test(test_open_failure_is_reported),
         cmocka_unit_test(test_old_request_mark_worked_off),
+        cmocka_unit_test(test_derived_ahead_of_events_rebuilt),
+        cmocka_unit_test(test_version_2_database_written),
         cmocka_unit_test(test_reader_not_kept_waiting_by_a_stream),
         cmocka_unit_test(test_correlator_deferral_is_bounded),
     };
