@@ -17,6 +17,7 @@
 
 #include "correlate.h"
 #include "store.h"
+#include "store_correlate.h"
 #include "th.h"
 
 #define SEC 1000000LL
@@ -279,6 +280,34 @@ link_of(struct sw_event *evs, size_t n)
     return o;
 }
 
+/*
+ * A device whose events lie more than one indexing step apart: its rebuild
+ * waits until the device index (event_dev) holds all of them, and then sees
+ * both ends.  The events between are another device's root certificates,
+ * which mark nothing.
+ */
+static void
+test_device_rebuilt_after_the_whole_index(void **state)
+{
+    size_t n = AGG_CORR_STEP_TIME + 100;
+    struct sw_event *evs = calloc(n, sizeof *evs);
+    (void)state;
+    assert_non_null(evs);
+    evs[0] = dev(SW_PLATFORM_WINDOWS, 0, SW_STAGE_CSR_GENERATED);
+    for (size_t i = 1; i + 1 < n; i++) {
+        evs[i] = dev(SW_PLATFORM_ANDROID, 1, SW_STAGE_INSTALLED);
+        evs[i].device = sw_slice_cstr("filler");
+        evs[i].cert = SW_CERT_ROOT;
+        evs[i].line_hash = (uint32_t)i;
+    }
+    evs[n - 1] = dev(SW_PLATFORM_WINDOWS, 5, SW_STAGE_INSTALLED);
+    struct one o = link_of(evs, n);
+    free(evs);
+    assert_string_equal(o.device, "dev1");
+    assert_string_equal(o.status, "installed");
+    assert_int_equal(o.n, 1);
+}
+
 static void
 test_link_methods(void **state)
 {
@@ -328,6 +357,7 @@ main(void)
         cmocka_unit_test(test_where_enrollments_begin),
         cmocka_unit_test(test_time_matching_is_nearest_first),
         cmocka_unit_test(test_link_methods),
+        cmocka_unit_test(test_device_rebuilt_after_the_whole_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
