@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define MIN_CAP 1024
 /*
@@ -57,9 +59,9 @@ mix(uint64_t x)
 }
 
 uint64_t
-ident_set_fp(const unsigned char *ident, size_t len)
+ident_set_fp(const struct ident_set *s, const unsigned char *ident, size_t len)
 {
-    uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ len;
+    uint64_t h = mix(s->key ^ UINT64_C(0x9e3779b97f4a7c15) ^ len);
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
@@ -77,14 +79,23 @@ ident_set_fp(const unsigned char *ident, size_t len)
 void
 ident_set_init(struct ident_set *s)
 {
+    uint64_t key;
     memset(s, 0, sizeof *s);
+    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* no entropy yet (early boot): still unlike any other process's */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)s);
+    }
+    s->key = key;
 }
 
 void
 ident_set_fini(struct ident_set *s)
 {
     slots_free(s->slots, s->cap);
-    memset(s, 0, sizeof *s);
+    s->slots = NULL;
+    s->cap = s->n = 0;
 }
 
 void

@@ -27,6 +27,7 @@ struct ident_slot {
 };
 
 struct ident_set {
+    uint64_t key;               /* random, per set: fingerprints unpredictable to senders */
     struct ident_slot *slots;
     size_t cap;                 /* a power of two, or 0 before the first add */
     size_t n;
@@ -39,9 +40,15 @@ struct ident_probe {
     size_t seen;
 };
 
-/* An identity's fingerprint: 64 bits of its content hash, never 0. */
-uint64_t ident_set_fp(const unsigned char *ident, size_t len);
+/*
+ * An identity's fingerprint in this set: 64 bits, never 0, keyed by the
+ * set's random key, so that an agent cannot craft events whose identities
+ * pile up in one stretch of the table (the slot is the fingerprint's low
+ * bits, and each probe past a full slot costs every later insert).
+ */
+uint64_t ident_set_fp(const struct ident_set *s, const unsigned char *ident, size_t len);
 
+/* An empty set with a fresh key (the state a zeroed one lacks). */
 void ident_set_init(struct ident_set *s);
 void ident_set_fini(struct ident_set *s);
 void ident_set_clear(struct ident_set *s);

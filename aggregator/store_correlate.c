@@ -192,7 +192,8 @@ mark_matches(sqlite3 *cdb)
     } else if (rc == SQLITE_ROW) {
         int n = sqlite3_column_bytes(s, 1);
         ok = sqlite3_column_int64(s, 0) == 0 ||
-             (sqlite3_column_type(s, 1) == SQLITE_BLOB && sqlite3_column_type(s, 2) == SQLITE_BLOB &&
+             (sqlite3_column_type(s, 1) == SQLITE_BLOB &&
+              sqlite3_column_type(s, 2) == SQLITE_BLOB &&
               n == sqlite3_column_bytes(s, 2) &&
               memcmp(sqlite3_column_blob(s, 1), sqlite3_column_blob(s, 2), (size_t)n) == 0);
     }

@@ -170,8 +170,8 @@ static const char schema[] =
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');\n";
 
 static const char insert_sql[] =
-    "INSERT OR IGNORE INTO events(ident, device, source, platform, stage, cert, ts_us, profile, txn,"
-    " thumbprint, serial, request_id, subject, template, requester, detail, file,"
+    "INSERT OR IGNORE INTO events(ident, device, source, platform, stage, cert, ts_us, profile,"
+    " txn, thumbprint, serial, request_id, subject, template, requester, detail, file,"
     " line_offset, host, agent, line_hash, received_us)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)";
 /*
@@ -555,8 +555,8 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const void *b = sqlite3_column_blob(s, 1);
         size_t len = (size_t)sqlite3_column_bytes(s, 1);
-        if (ident_set_add(&st->ids, ident_set_fp(b, len), sqlite3_column_int64(s, 0), NULL) !=
-            SW_OK) {
+        uint64_t fp = ident_set_fp(&st->ids, b, len);
+        if (ident_set_add(&st->ids, fp, sqlite3_column_int64(s, 0), NULL) != SW_OK) {
             snprintf(why, cap, "identities: out of memory");
             e = SW_ENOMEM;
             break;
@@ -638,6 +638,7 @@ sqlite_open(struct agg_store **out, const char *path, char *why, size_t cap)
     strcat(st->dpath, "-derived");
     pthread_once(&once, sqlite_global_config);
     st->base.ops = &agg_store_sqlite;
+    ident_set_init(&st->ids);
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->cmu, NULL);
     {
@@ -772,7 +773,7 @@ sqlite_ingest(struct agg_store *base, const struct sw_event *evs, size_t n, cons
     }
     for (size_t i = 0; i < n; i++) {
         sw_event_identity(&evs[i], ids[i].id);
-        ids[i].fp = ident_set_fp(ids[i].id, SW_EVENT_IDENT_LEN);
+        ids[i].fp = ident_set_fp(&st->ids, ids[i].id, SW_EVENT_IDENT_LEN);    /* key: fixed */
     }
     pthread_mutex_lock(&st->lock);
     int64_t t_lock = sw_mono_us();

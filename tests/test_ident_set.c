@@ -84,8 +84,8 @@ test_growth_keeps_everything(void **state)
         unsigned char ident[24];
         memset(ident, 0, sizeof ident);
         memcpy(ident, &i, sizeof i);
-        assert_int_equal(ident_set_add(&s, ident_set_fp(ident, sizeof ident), (int64_t)i + 1, NULL),
-                         SW_OK);
+        uint64_t fp = ident_set_fp(&s, ident, sizeof ident);
+        assert_int_equal(ident_set_add(&s, fp, (int64_t)i + 1, NULL), SW_OK);
     }
     assert_int_equal(s.n, n);
     assert_true(s.cap >= n + n / 3);
@@ -97,7 +97,7 @@ test_growth_keeps_everything(void **state)
         int found = 0;
         memset(ident, 0, sizeof ident);
         memcpy(ident, &i, sizeof i);
-        ident_set_probe(&s, ident_set_fp(ident, sizeof ident), &p);
+        ident_set_probe(&s, ident_set_fp(&s, ident, sizeof ident), &p);
         while (ident_set_next(&s, &p, &id))
             found += id == (int64_t)i + 1;
         assert_int_equal(found, 1);
@@ -161,19 +161,30 @@ test_undo_restores_the_table(void **state)
     assert_int_equal(ident_set_bytes(&s), 0);
 }
 
-/* Fingerprints: never 0, and they differ for identities that differ in any byte. */
+/*
+ * Fingerprints: never 0, different for identities that differ in any byte,
+ * the same within a set, and another set's differ (its own random key).
+ */
 static void
 test_fingerprints(void **state)
 {
+    struct ident_set s, t;
     unsigned char a[24] = { 0 }, b[24];
     (void)state;
-    assert_int_not_equal(ident_set_fp(a, sizeof a), 0);
+    ident_set_init(&s);
+    ident_set_init(&t);
+    assert_int_not_equal(s.key, t.key);
+    assert_int_not_equal(ident_set_fp(&s, a, sizeof a), 0);
+    assert_int_equal(ident_set_fp(&s, a, sizeof a), ident_set_fp(&s, a, sizeof a));
+    assert_int_not_equal(ident_set_fp(&s, a, sizeof a), ident_set_fp(&t, a, sizeof a));
     for (size_t i = 0; i < sizeof a; i++) {
         memcpy(b, a, sizeof a);
         b[i] ^= 1;
-        assert_int_not_equal(ident_set_fp(a, sizeof a), ident_set_fp(b, sizeof b));
+        assert_int_not_equal(ident_set_fp(&s, a, sizeof a), ident_set_fp(&s, b, sizeof b));
     }
-    assert_int_not_equal(ident_set_fp(a, 23), ident_set_fp(a, 24));
+    assert_int_not_equal(ident_set_fp(&s, a, 23), ident_set_fp(&s, a, 24));
+    ident_set_fini(&s);
+    ident_set_fini(&t);
 }
 
 int
