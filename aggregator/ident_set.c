@@ -98,14 +98,6 @@ ident_set_fini(struct ident_set *s)
     s->cap = s->n = 0;
 }
 
-void
-ident_set_clear(struct ident_set *s)
-{
-    if (s->slots)
-        memset(s->slots, 0, s->cap * sizeof *s->slots);
-    s->n = 0;
-}
-
 static size_t
 put(struct ident_slot *slots, size_t cap, uint64_t fp, int64_t id)
 {

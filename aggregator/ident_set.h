@@ -51,7 +51,6 @@ uint64_t ident_set_fp(const struct ident_set *s, const unsigned char *ident, siz
 /* An empty set with a fresh key (the state a zeroed one lacks). */
 void ident_set_init(struct ident_set *s);
 void ident_set_fini(struct ident_set *s);
-void ident_set_clear(struct ident_set *s);
 
 /* Makes room for n more entries without growing on the way (SW_ENOMEM). */
 sw_err ident_set_reserve(struct ident_set *s, size_t n);

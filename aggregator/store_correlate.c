@@ -269,8 +269,7 @@ agg_corr_prepare_schema(sqlite3 *cdb, sqlite3 *wdb)
 
 
 enum {
-    S_MARK_DEV, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS,
-    S_DEV_EVENTS_NULL, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
+    S_MARK_DEV, S_DEV_LIST, S_REQ_LIST, S_OLD_ENR, S_DEL_ENR, S_DEV_EVENTS, S_INS_ENR, S_TOUCH_ENR, S_TOUCH_REQ, S_REQ_EVENTS, S_PUT_ISS,
     S_CAND_ENR, S_CAND_ISS, S_SET_LINK, S_ENR_ROW, S_ISS_ROW, S_SET_STATUS,
     S_REQ_LINKED, S_DEL_CA_ROW, S_PUT_CA_ROW, S_LEARN, S_MAP,
     S_DEV_DONE, S_REQ_DONE, S_REFRESH_ENR_LIST, S_REFRESH_ENR_DONE, S_REFRESH_REQ_LIST,
@@ -307,17 +306,15 @@ static const char *const sql[S_COUNT] = {
     [S_NEW_REQ_DONE] = "DELETE FROM new_req WHERE request_id <= ?1",
     [S_OLD_ENR] = "SELECT request_id FROM enrollments WHERE kind = 0 AND device IS ?1",
     [S_DEL_ENR] = "DELETE FROM enrollments WHERE kind = 0 AND device IS ?1",
-    /* a step runs after the index has caught up (agg_corr_step): event_dev holds them all */
+    /*
+     * A step runs after the index has caught up (agg_corr_step): event_dev
+     * holds them all.  ?1 NULL: the events without a device.
+     */
     [S_DEV_EVENTS] = "SELECT e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile, e.txn,"
                      " e.thumbprint, e.serial, e.detail, e.device"
                      " FROM main.event_dev d JOIN events e ON e.id = d.id"
-                     " WHERE d.ident BETWEEN ?2 AND ?3 AND e.device = ?1 AND e.cert = 1"
+                     " WHERE d.ident BETWEEN ?2 AND ?3 AND e.device IS ?1 AND e.cert = 1"
                      " AND e.platform IN (1, 2, 3) ORDER BY d.ident",
-    [S_DEV_EVENTS_NULL] = "SELECT e.source, e.platform, e.stage, e.cert, e.ts_us, e.profile,"
-                          " e.txn, e.thumbprint, e.serial, e.detail, e.device"
-                          " FROM main.event_dev d JOIN events e ON e.id = d.id"
-                          " WHERE d.ident BETWEEN ?2 AND ?3 AND e.device IS NULL AND e.cert = 1"
-                          " AND e.platform IN (1, 2, 3) ORDER BY d.ident",
     [S_INS_ENR] = "INSERT INTO enrollments(rowkey, kind, device, platform, seq, profile, first_us,"
                   " request_us, device_issued_us, installed_us, last_us, last_stage, pending,"
                   " failed, install_state, txn, thumbprint, serial, detail)"
@@ -755,12 +752,9 @@ rebuild_device(struct agg_corr *c, const char *device)
     /* a device's events are a range of identities (device hash, time, content) */
     unsigned char lo[SW_EVENT_IDENT_LEN], hi[SW_EVENT_IDENT_LEN];
     sw_event_ident_range(device, strlen(device), lo, hi);
-    if (*device) {
-        s = stmt(c, S_DEV_EVENTS);
+    s = stmt(c, S_DEV_EVENTS);
+    if (*device)
         sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
-    } else {
-        s = stmt(c, S_DEV_EVENTS_NULL);
-    }
     sqlite3_bind_blob(s, 2, lo, sizeof lo, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 3, hi, sizeof hi, SQLITE_TRANSIENT);
     if ((e = evlist_load(c, s, &l, 0)) != SW_OK) {

@@ -532,7 +532,6 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
     sw_err e = SW_OK;
     int rc;
 
-    ident_set_clear(&st->ids);
     if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(id), 0) FROM events", -1, &s, NULL) !=
         SQLITE_OK) {
         set_why(why, cap, st->db, "identities");
@@ -567,10 +566,8 @@ load_idents(struct sqlite_store *st, char *why, size_t cap)
         e = SW_EDB;
     }
     sqlite3_finalize(s);
-    if (e != SW_OK) {
-        ident_set_clear(&st->ids);
-        return e;
-    }
+    if (e != SW_OK)
+        return e;   /* the open fails; close frees the set */
     if (st->ids.n >= 100000)
         sw_info("store: %zu event identities loaded in %.1f s (%.0f MiB)", st->ids.n,
                 (double)(sw_mono_us() - t0) / 1e6, (double)ident_set_bytes(&st->ids) / 1048576.0);

@@ -36,18 +36,6 @@ setup(void **state)
     return agg_store_sqlite.open(&st, db_path, why, sizeof why) == SW_OK ? 0 : -1;
 }
 
-/* Removes a database and its WAL files. */
-static void
-unlink_db(const char *path)
-{
-    static const char *const sfx[] = { "", "-wal", "-shm" };
-    char p[160];
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
 static int
 teardown(void **state)
 {
@@ -90,6 +78,17 @@ ident_hex(const struct sw_event *e, char hex[2 * SW_EVENT_IDENT_LEN + 1])
     sw_event_identity(e, ident);
     for (int i = 0; i < SW_EVENT_IDENT_LEN; i++)
         snprintf(hex + 2 * i, 3, "%02x", ident[i]);
+}
+
+/* Ingests n events and checks how many were stored and how many were duplicates. */
+static void
+ingest_expect(struct agg_store *to, struct sw_event *evs, size_t n, uint32_t want_stored,
+              uint32_t want_dups)
+{
+    uint32_t stored, dups;
+    assert_int_equal(to->ops->ingest(to, evs, n, "agent", &stored, &dups), SW_OK);
+    assert_int_equal(stored, want_stored);
+    assert_int_equal(dups, want_dups);
 }
 
 static struct sw_event
@@ -318,7 +317,7 @@ test_derived_database_rebuilt(void **state)
     st->ops->close(st);
     st = NULL;
     snprintf(derived, sizeof derived, "%s-derived", db_path);
-    unlink_db(derived);
+    th_unlink_db(derived);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
     assert_int_equal(st->ops->reader_open(st, &r), SW_OK);
     assert_int_equal(r->ops->funnel(r, &pol, funnel_row, &after), SW_OK);
@@ -352,7 +351,7 @@ test_pre_split_layout_migrated(void **state)
     st->ops->close(st);
     st = NULL;
     snprintf(derived, sizeof derived, "%s-derived", db_path);
-    unlink_db(derived);
+    th_unlink_db(derived);
     sql_on(db_path, "ALTER TABLE dirty_dev DROP COLUMN gen; ALTER TABLE dirty_req DROP COLUMN gen;"
                     "CREATE TABLE enrollments(id INTEGER PRIMARY KEY, stale TEXT);"
                     "INSERT INTO meta VALUES('corr_version', '3');");
@@ -378,11 +377,10 @@ test_events_page_size(void **state)
     struct sw_event evs[2];
     uint32_t stored, dups;
     uint64_t count;
-    char path[128], derived[160], why[256];
+    char path[128], why[256];
     (void)state;
     assert_int_equal(sql_on(db_path, "PRAGMA page_size"), 16384);
     snprintf(path, sizeof path, "%s-old", db_path);
-    snprintf(derived, sizeof derived, "%s-derived", path);
     sql_on(path, "PRAGMA page_size=4096; CREATE TABLE made_earlier(x);");
     assert_int_equal(agg_store_sqlite.open(&old, path, why, sizeof why), SW_OK);
     evs[0] = ev_at(1000, "P", SW_STAGE_ENROLL_REQUESTED, 1);
@@ -395,8 +393,7 @@ test_events_page_size(void **state)
     r->ops->reader_close(r);
     old->ops->close(old);
     assert_int_equal(sql_on(path, "PRAGMA page_size"), 4096);
-    unlink_db(path);
-    unlink_db(derived);
+    th_unlink_db(path);
 }
 
 /*
@@ -497,15 +494,13 @@ test_listing_merges_the_unindexed_tail(void **state)
 static void
 test_identities_survive_restart_and_rollback(void **state)
 {
-    struct sw_event evs[3];
-    uint32_t stored, dups;
-    char why[256];
-    (void)state;
-    struct sw_event later[3];
+    struct sw_event evs[3], later[3];
     struct agg_store_reader *r;
     struct agg_funnel_row row = { 0 };
     struct agg_policy pol = { .as_of_us = 8000 };
-    char derived[128];
+    uint32_t stored, dups;
+    char why[256], derived[128];
+    (void)state;
     for (int i = 0; i < 3; i++) {
         evs[i] = ev_at(7000 + i, "R", SW_STAGE_INSTALLED, 900 + (uint32_t)i);
         later[i] = ev_at(7050 + i, "R", SW_STAGE_INSTALLED, 920 + (uint32_t)i);
@@ -529,12 +524,8 @@ test_identities_survive_restart_and_rollback(void **state)
                      sql_on(db_path, "SELECT MAX(id) FROM events") - 3);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
     unsetenv("SCEPWATCH_TEST_NO_CORRELATOR");
-    assert_int_equal(st->ops->ingest(st, evs, 3, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 0);
-    assert_int_equal(dups, 3);
-    assert_int_equal(st->ops->ingest(st, later, 3, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 0);
-    assert_int_equal(dups, 3);
+    ingest_expect(st, evs, 3, 0, 3);
+    ingest_expect(st, later, 3, 0, 3);
 
     /* a batch whose second row fails is rolled back whole */
     sql_on(db_path, "CREATE TRIGGER fail_once BEFORE INSERT ON events WHEN NEW.line_hash = 999"
@@ -544,12 +535,8 @@ test_identities_survive_restart_and_rollback(void **state)
     assert_int_equal(st->ops->ingest(st, b, 2, "agent", &stored, &dups), SW_EDB);
     assert_int_equal(stored, 0);
     sql_on(db_path, "DROP TRIGGER fail_once");
-    assert_int_equal(st->ops->ingest(st, b, 1, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 1);
-    assert_int_equal(dups, 0);
-    assert_int_equal(st->ops->ingest(st, b, 2, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 1);
-    assert_int_equal(dups, 1);
+    ingest_expect(st, b, 1, 1, 0);
+    ingest_expect(st, b, 2, 1, 1);
     assert_int_equal(sql_on(db_path, "SELECT COUNT(*) FROM events WHERE device = 'R'"), 8);
 }
 
@@ -686,9 +673,7 @@ test_derived_ahead_of_events_rebuilt(void **state)
     assert_int_equal(c.ts[2], 9501);
     st->ops->close(st);
     assert_int_equal(agg_store_sqlite.open(&st, db_path, why, sizeof why), SW_OK);
-    assert_int_equal(st->ops->ingest(st, later, 2, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 0);
-    assert_int_equal(dups, 2);
+    ingest_expect(st, later, 2, 0, 2);
 }
 
 /*
@@ -721,9 +706,7 @@ test_version_2_database_written(void **state)
              SW_SOURCE_ANDROID_OMADM, SW_PLATFORM_ANDROID, SW_STAGE_INSTALLED);
     sql_on(path, sql);
     struct sw_event batch[4] = { e[0], e[2], e[3], e[3] };
-    assert_int_equal(v2->ops->ingest(v2, batch, 4, "agent", &stored, &dups), SW_OK);
-    assert_int_equal(stored, 1);
-    assert_int_equal(dups, 3);
+    ingest_expect(v2, batch, 4, 1, 3);
     assert_int_equal(sql_on(path, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
     assert_int_equal(sql_on(path, "SELECT COUNT(*) FROM events"), 4);
     v2->ops->close(v2);
